@@ -1,0 +1,19 @@
+"""The Nous agent library: model strings, providers, streaming events, tools, retries, breaker.
+
+Framework-free: nothing here imports Django.
+"""
+
+from agents.agent import Agent
+from agents.breaker import CircuitBreaker, breaker_for, breaker_states
+from agents.errors import AgentConfigError, ProviderError
+from agents.events import AgentEvent, Finished, ResponseEnd, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
+from agents.models import parse_model_id, resolve_model
+from agents.models.base import ModelRequest, ModelSettings, ToolDefinition
+from agents.retries import RetryPolicy
+from agents.tools import Tool, tool
+
+__all__ = [
+    "Agent", "AgentConfigError", "AgentEvent", "CircuitBreaker", "Finished", "ModelRequest", "ModelSettings",
+    "ProviderError", "ResponseEnd", "RetryPolicy", "RunError", "RunResult", "TextDelta", "Tool", "ToolCall",
+    "ToolDefinition", "ToolResult", "Usage", "breaker_for", "breaker_states", "parse_model_id", "resolve_model", "tool",
+]

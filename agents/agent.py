@@ -1,0 +1,143 @@
+"""`Agent`: a model, instructions, settings and tools, run as a stream of typed events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+from agents.breaker import CircuitBreaker, breaker_for
+from agents.errors import ProviderError
+from agents.events import AgentEvent, Finished, ModelEvent, ResponseEnd, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
+from agents.models import resolve_model
+from agents.models.base import Model, ModelRequest, ModelSettings
+from agents.retries import RetryPolicy
+from agents.tools import Approver, Tool
+
+log = logging.getLogger("nous.agents")
+
+
+class Agent:
+    """Run a model with instructions, settings and tools.
+
+    `run_stream` yields `TextDelta`, `ToolCall`, `ToolResult`, then one `Finished` or `RunError`.
+    Failed model calls are retried per `retry` (never once text has been streamed), and each
+    provider has a circuit breaker. Message history goes in and out as plain dicts.
+    """
+
+    def __init__(
+        self,
+        model: str | Model,
+        *,
+        instructions: str = "",
+        model_settings: ModelSettings | None = None,
+        tools: Iterable[Tool] = (),
+        retry: RetryPolicy | None = None,
+        approver: Approver | None = None,
+        max_steps: int = 8,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.model: Model = resolve_model(model) if isinstance(model, str) else model
+        self.instructions = instructions
+        self.model_settings: ModelSettings = model_settings or {}
+        self.tools = {t.name: t for t in tools}
+        self.retry = retry or RetryPolicy()
+        self.approver = approver
+        self.max_steps = max_steps
+        self.breaker = breaker or breaker_for(self.model.provider)
+        self._sleep = sleep
+
+    async def run(self, prompt: str | list[dict[str, Any]], *, message_history: list[dict[str, Any]] | None = None) -> RunResult:
+        """Run to the end and return the result; raise `ProviderError` if the run failed."""
+        async for event in self.run_stream(prompt, message_history=message_history):
+            if isinstance(event, Finished):
+                return event.result
+            if isinstance(event, RunError):
+                raise event.error
+        raise ProviderError("internal", "the run ended without a result")
+
+    async def run_stream(
+        self, prompt: str | list[dict[str, Any]], *, message_history: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[AgentEvent]:
+        """Stream one run: the prompt (or messages) after `message_history`."""
+        new_messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        messages = list(message_history or []) + new_messages
+        usage = Usage()
+        output = ""
+        for _step in range(self.max_steps):
+            request = ModelRequest(messages, self.instructions, self.model_settings, [t.definition for t in self.tools.values()])
+            text, calls = "", []
+            try:
+                async for event in self._stream_with_retries(request):
+                    if isinstance(event, TextDelta):
+                        text += event.text
+                        yield event
+                    elif isinstance(event, ToolCall):
+                        tool = self.tools.get(event.name)
+                        event = dataclasses.replace(event, needs_approval=bool(tool and tool.needs_approval))
+                        calls.append(event)
+                        yield event
+                    elif isinstance(event, ResponseEnd):
+                        usage = usage + event.usage
+            except ProviderError as error:
+                yield RunError(error, output + text)
+                return
+            except Exception as error:  # a bug in a provider must still end the run cleanly
+                log.exception("model %s crashed", self.model.name)
+                yield RunError(ProviderError("internal", f"{type(error).__name__}: {error}"), output + text)
+                return
+            output += text
+            assistant: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                assistant["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+            messages.append(assistant)
+            new_messages.append(assistant)
+            if not calls:
+                yield Finished(RunResult(output, usage, new_messages))
+                return
+            for call in calls:
+                result = await self._call_tool(call)
+                yield result
+                tool_message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.result, "is_error": result.is_error}
+                messages.append(tool_message)
+                new_messages.append(tool_message)
+        yield RunError(ProviderError("internal", f"the model called tools more than {self.max_steps} times"), output)
+
+    async def _stream_with_retries(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.breaker.before_call()
+            streamed = False
+            try:
+                async for event in self.model.stream(request):
+                    streamed = streamed or not isinstance(event, ResponseEnd)
+                    yield event
+            except ProviderError as error:
+                self.breaker.record_failure(error)
+                # Never retry once the user has seen output: a second answer would be appended.
+                if streamed or not error.retryable or attempt >= self.retry.max_attempts:
+                    raise
+                delay = self.retry.delay(attempt, error.retry_after)
+                log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
+                await self._sleep(delay)
+                continue
+            self.breaker.record_success()
+            return
+
+    async def _call_tool(self, call: ToolCall) -> ToolResult:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", is_error=True)
+        if tool.needs_approval:
+            if self.approver is None:
+                return ToolResult(call.id, call.name, "Rejected: no one can approve this tool here", is_error=True)
+            approved, reason = await self.approver(call)
+            if not approved:
+                return ToolResult(call.id, call.name, f"Rejected by the user{': ' + reason if reason else ''}", is_error=True)
+        try:
+            return ToolResult(call.id, call.name, await tool.call(call.arguments))
+        except Exception as error:
+            return ToolResult(call.id, call.name, f"{type(error).__name__}: {error}", is_error=True)

@@ -1,0 +1,31 @@
+"""Errors of the agent library. `ProviderError` maps one-to-one onto PROTOCOL.md's `run.failed.error`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AgentConfigError(ValueError):
+    """A model string, provider or key is wrong: the user must change a setting, retrying won't help."""
+
+
+@dataclass
+class ProviderError(Exception):
+    """A provider call failed.
+
+    `code` is one of PROTOCOL.md's error codes (`provider_error`, `provider_unavailable`,
+    `rate_limited`, `timeout`, `overloaded`, `internal`); `retryable` says whether the same
+    request may succeed later; `retry_after` is the provider's hint in seconds, if it gave one.
+    """
+
+    code: str
+    message: str
+    retryable: bool = False
+    retry_after: float | None = None
+    status: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}

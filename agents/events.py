@@ -1,0 +1,105 @@
+"""Typed stream events: what a model yields and what an agent run yields.
+
+Each event is a small frozen dataclass with a `kind` literal, so a consumer can `match` on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from agents.errors import ProviderError
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one model response or a whole run."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of streamed answer text."""
+
+    text: str
+    kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asked for a tool; `arguments` is the parsed JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    needs_approval: bool = False
+    kind: Literal["tool_call"] = "tool_call"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments, "needs_approval": self.needs_approval}
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool finished, was rejected or failed."""
+
+    tool_call_id: str
+    name: str
+    result: str
+    is_error: bool = False
+    kind: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(frozen=True)
+class ResponseEnd:
+    """A model response ended; yielded once by a model at the end of its stream."""
+
+    usage: Usage
+    stop_reason: str = "end_turn"
+    kind: Literal["response_end"] = "response_end"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of `Agent.run`: the final text, total usage and the messages the run added."""
+
+    output: str
+    usage: Usage
+    new_messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run ended normally."""
+
+    result: RunResult
+    kind: Literal["finished"] = "finished"
+
+
+@dataclass(frozen=True)
+class RunError:
+    """The run failed after retries; text streamed before the failure is in `partial`."""
+
+    error: ProviderError
+    partial: str = ""
+    kind: Literal["error"] = "error"
+
+
+ModelEvent = Union[TextDelta, ToolCall, ResponseEnd]
+AgentEvent = Union[TextDelta, ToolCall, ToolResult, Finished, RunError]

@@ -1,0 +1,119 @@
+"""The offline `test:` model: deterministic streamed text derived from the prompt.
+
+Options ride in the model string after `test:`, comma separated, so they survive being stored as
+a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10,tool=clock`.
+
+- `tps`: tokens (words) per second, default 25; 0 streams as fast as possible.
+- `words`: answer length in words, default 60 (capped by the `max_tokens` setting).
+- `fail`: an error code to raise, after `fail_after` words (default 0), e.g. `provider_error`,
+  `rate_limited`, `overloaded`; `fail_times`: fail only the first N calls (default: always).
+- `tool`: the name of a tool to call once, before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from agents.errors import AgentConfigError, ProviderError
+from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
+from agents.models.base import ModelRequest
+
+VOCABULARY = (
+    "agents stream answers token by token while the page keeps every word in order and nothing "
+    "is lost when the socket drops because each delta carries a sequence number the server keeps "
+    "in a replay log so a reload picks up exactly where it left off and several tabs see the same "
+    "text the model is deterministic offline and fast enough for tests demos and benchmarks"
+).split()
+
+RETRYABLE_CODES = {"rate_limited", "overloaded", "timeout", "provider_unavailable"}
+
+
+def _count_words(messages: list[dict]) -> int:
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
+
+
+@dataclass
+class TestModel:
+    """A deterministic model for demos, tests and benchmarks."""
+
+    __test__ = False  # not a pytest test class
+
+    tokens_per_second: float = 25.0
+    words: int = 60
+    fail: str | None = None
+    fail_after: int = 0
+    fail_times: int | None = None
+    tool: str | None = None
+    provider: str = "test"
+    name: str = ""
+    supported_settings: frozenset[str] = frozenset({"max_tokens"})
+
+    def __post_init__(self) -> None:
+        self.calls = 0
+
+    @classmethod
+    def from_name(cls, name: str) -> TestModel:
+        """Build from the part of a `test:` model string after the colon."""
+        options: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in name.split(","))):
+            if part == "default":
+                continue
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise AgentConfigError(f"Bad test model option {part!r}: expected key=value")
+            options[key.strip()] = value.strip()
+        try:
+            model = cls(
+                tokens_per_second=float(options.pop("tps", 25)),
+                words=int(options.pop("words", 60)),
+                fail=options.pop("fail", None),
+                fail_after=int(options.pop("fail_after", 0)),
+                fail_times=int(options["fail_times"]) if "fail_times" in options else None,
+                tool=options.pop("tool", None),
+                name=name,
+            )
+        except ValueError as exc:
+            raise AgentConfigError(f"Bad test model option in {name!r}: {exc}") from None
+        options.pop("fail_times", None)
+        if options:
+            raise AgentConfigError(f"Unknown test model option(s): {', '.join(sorted(options))}")
+        return model
+
+    def answer_for(self, request: ModelRequest) -> list[str]:
+        """The words this model answers a request with: a pure function of the last user message."""
+        prompt = next((str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
+        rng = random.Random(seed)
+        count = min(self.words, int(request.settings.get("max_tokens") or self.words))
+        words = [rng.choice(VOCABULARY) for _ in range(count)]
+        if words:
+            words[0] = words[0].capitalize()
+            words[-1] += "."
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Stream the answer word by word at `tokens_per_second`."""
+        self.calls += 1
+        input_tokens = _count_words(request.messages) + len(request.instructions.split())
+        pending_tool = self.tool and not any(m.get("role") == "tool" for m in request.messages)
+        if pending_tool:
+            call_id = "call_" + hashlib.sha256(repr(request.messages).encode()).hexdigest()[:12]
+            yield ToolCall(id=call_id, name=str(self.tool), arguments={})
+            yield ResponseEnd(Usage(input_tokens, 1), stop_reason="tool_use")
+            return
+        delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+        failing = self.fail and (self.fail_times is None or self.calls <= self.fail_times)
+        words = self.answer_for(request)
+        for index in itertools.count():
+            if failing and index == self.fail_after:
+                raise ProviderError(str(self.fail), f"test model failure ({self.fail})", self.fail in RETRYABLE_CODES)
+            if index >= len(words):
+                break
+            await asyncio.sleep(delay)
+            yield TextDelta(words[index])
+        yield ResponseEnd(Usage(input_tokens, len(words)))

@@ -1,0 +1,288 @@
+"""The chat socket: `/ws/chat/<conversation_id>/`, speaking PROTOCOL.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from agents.errors import AgentConfigError
+from agents.models import parse_model_id
+from chat import session
+from chat.limits import FrameBucket, user_counters
+from chat.models import AgentRun, Conversation, Message
+from chat.protocol import FrameError, parse_client_frame
+from chat.runs import lifecycle
+from chat.runs.dispatch import run_executor, stop_run
+from chat.runs.publish import publish
+from chat.runs.replay import replay_log
+
+log = logging.getLogger("nous.chat")
+
+MAX_INSTRUCTIONS_CHARS = 20_000
+MAX_TOKENS_LIMIT = 200_000
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One socket on one conversation. Run frames arrive as layer events named like the frame."""
+
+    conversation: Conversation
+    counted = False
+
+    async def connect(self) -> None:
+        # Accept first, then close with a code: a close before accept reaches a browser as a bare 403.
+        await self.accept()
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            return await self._refuse(4401, "not logged in")
+        conversation = await self._get_conversation(self.scope["url_route"]["kwargs"]["conversation_id"])
+        if conversation is None:
+            return await self._refuse(4404, "no such conversation")
+        if conversation.owner_id != user.id:
+            return await self._refuse(4403, f"user {user.id} does not own conversation {conversation.id}")
+        if not await user_counters().open_socket(user.id):
+            return await self._refuse(4429, f"user {user.id} has too many sockets")
+        self.counted = True
+        self.conversation = conversation
+        self.group = lifecycle.group_for(conversation.id)
+        self.frames = FrameBucket(settings.NOUS_FRAMES_PER_SECOND)
+        self.seen_seq: dict[str, int] = {}
+        self.ended_runs: set[str] = set()
+        # Join the group before reading state, so nothing published meanwhile is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._send_session_ready()
+
+    async def _refuse(self, code: int, why: str) -> None:
+        log.info("chat socket refused (%s): %s", code, why)
+        await self.close(code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await user_counters().close_socket(self.scope["user"].id)
+
+    # --- client frames -------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        ref = None
+        try:
+            if text_data is None:
+                raise FrameError("bad_request", "Binary frames are not accepted; send JSON text")
+            if len(text_data) > settings.NOUS_MAX_FRAME_BYTES:
+                raise FrameError("too_long", f"Frames are limited to {settings.NOUS_MAX_FRAME_BYTES} bytes")
+            if not self.frames.allow():
+                raise FrameError("rate_limited", "Too many frames; slow down")
+            frame = parse_client_frame(text_data)
+            ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+            handler = getattr(self, "on_" + frame["type"].replace(".", "_"))
+            await handler(frame)
+        except FrameError as error:
+            await self._send_error(error.code, error.message, ref)
+        except Exception:
+            log.exception("chat frame failed")
+            await self._send_error("internal", "Something went wrong on our side", ref)
+
+    async def on_message_send(self, frame: dict[str, Any]) -> None:
+        content, client_id = frame["content"].strip(), frame["client_id"]
+        if not content:
+            raise FrameError("bad_request", "The message is empty")
+        if not client_id or len(client_id) > 64:
+            raise FrameError("bad_request", "client_id must be 1 to 64 characters")
+        if len(content) > settings.NOUS_MAX_MESSAGE_CHARS:
+            raise FrameError("too_long", f"Messages are limited to {settings.NOUS_MAX_MESSAGE_CHARS} characters")
+        if not await user_counters().allow_send(self.scope["user"].id):
+            raise FrameError("rate_limited", "You are sending messages too fast; wait a minute")
+        try:
+            sent = await self._store_and_queue(content, client_id)
+        except lifecycle.Busy:
+            raise FrameError("busy", "An answer is still being written; stop it or wait") from None
+        created = {"type": "message.created", "message": sent.message.to_dict()}
+        await self._send_frame(created)
+        if sent.duplicate:
+            return
+        # Other tabs on the conversation; this socket was answered directly above.
+        await publish(self.conversation.id, {**created, "exclude": self.channel_name})
+        await publish(self.conversation.id, {"type": "run.queued", "run_id": str(sent.run.id), "position": sent.position})
+        await run_executor().submit(str(sent.run.id))
+
+    async def on_run_stop(self, frame: dict[str, Any]) -> None:
+        run = await self._find_run(frame.get("run_id"), active_only=True)
+        if run is None or not await stop_run(str(run.id)):
+            raise FrameError("not_found", "No answer is being written")
+
+    async def on_run_resume(self, frame: dict[str, Any]) -> None:
+        run_id, after_seq = frame["run_id"], max(0, frame["after_seq"])
+        run = await self._find_run(run_id)
+        if run is None:
+            raise FrameError("not_found", "No such run in this conversation")
+        self.seen_seq[run_id] = after_seq
+        replay = await replay_log().read(run_id, after_seq)
+        if replay is not None:
+            await self._send_deltas(run_id, replay.deltas)
+            if replay.end:
+                await self._send_end(replay.end)
+        elif not run.is_active:
+            await self._send_end(await database_sync_to_async(session.ended_frame)(run))
+
+    async def on_history_load(self, frame: dict[str, Any]) -> None:
+        try:
+            before = int(frame["before"])
+        except ValueError:
+            raise FrameError("bad_request", "history.load: 'before' must be a message id") from None
+        messages, has_more = await self._history(before)
+        await self._send_frame({"type": "history", "messages": messages, "has_more": has_more})
+
+    async def on_settings_update(self, frame: dict[str, Any]) -> None:
+        changes = self._validated_settings(frame)
+        conversation = await self._update_settings(changes)
+        await publish(self.conversation.id, {"type": "conversation.updated", "conversation": conversation})
+
+    async def on_typing(self, frame: dict[str, Any]) -> None:
+        """A private chat has no one else to tell."""
+
+    async def on_tool_decide(self, frame: dict[str, Any]) -> None:
+        raise FrameError("not_found", "No tool call is waiting for approval")
+
+    async def on_message_edit(self, frame: dict[str, Any]) -> None:
+        raise FrameError("bad_request", "Messages can be edited in rooms only")
+
+    on_message_delete = on_message_edit
+
+    async def on_ai_toggle(self, frame: dict[str, Any]) -> None:
+        raise FrameError("bad_request", "ai.toggle is for rooms only")
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        await self._send_frame({"type": "pong"})
+
+    # --- layer events: run frames published by chat.runs -----------------------------------
+
+    async def message_created(self, event: dict[str, Any]) -> None:
+        if event.pop("exclude", None) != self.channel_name:
+            await self._send_frame(event)
+
+    async def run_delta(self, event: dict[str, Any]) -> None:
+        run_id, seq = event["run_id"], event["seq"]
+        seen = self.seen_seq.get(run_id, 0)
+        if seq <= seen:
+            return
+        if seq > seen + 1:
+            # The layer dropped something: the replay log fills the gap.
+            replay = await replay_log().read(run_id, seen)
+            await self._send_deltas(run_id, [d for d in (replay.deltas if replay else []) if d[0] < seq])
+        await self._send_deltas(run_id, [(seq, event["text"])])
+
+    async def run_completed(self, event: dict[str, Any]) -> None:
+        await self._send_end(event)
+
+    run_stopped = run_failed = run_completed
+
+    async def forward(self, event: dict[str, Any]) -> None:
+        await self._send_frame(event)
+
+    run_queued = run_started = run_tool_call = run_tool_result = conversation_updated = forward
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame))
+
+    async def _send_error(self, code: str, message: str, ref: str | None = None) -> None:
+        await self._send_frame({"type": "error", "code": code, "message": message, "ref": ref})
+
+    async def _send_deltas(self, run_id: str, deltas: list[tuple[int, str]]) -> None:
+        for seq, text in deltas:
+            if seq == self.seen_seq.get(run_id, 0) + 1:
+                await self._send_frame({"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
+                self.seen_seq[run_id] = seq
+
+    async def _send_end(self, frame: dict[str, Any]) -> None:
+        """Send a terminal frame once per run, after every delta before it."""
+        run_id = frame["run_id"]
+        if run_id in self.ended_runs:
+            return
+        seen = self.seen_seq.get(run_id, 0)
+        if frame.get("seq", 0) > seen:
+            replay = await replay_log().read(run_id, seen)
+            await self._send_deltas(run_id, replay.deltas if replay else [])
+        self.ended_runs.add(run_id)
+        await self._send_frame(frame)
+
+    async def _send_session_ready(self) -> None:
+        state = await self._session_state()
+        run = state.pop("run")
+        active = None
+        if run is not None:
+            replay = await replay_log().read(str(run.id))
+            content, seq = (replay.text, replay.last_seq) if replay else ("", 0)
+            self.seen_seq[str(run.id)] = seq
+            active = {"run_id": str(run.id), "seq": seq, "content": content, "status": run.status, "model": run.model}
+        user = self.scope["user"]
+        await self._send_frame({"type": "session.ready", **state, "active_run": active, "pending_approvals": [],
+                                "user": {"id": str(user.id), "username": user.get_username()}})
+
+    @database_sync_to_async
+    def _get_conversation(self, conversation_id: Any) -> Conversation | None:
+        return Conversation.objects.filter(id=conversation_id).first()
+
+    @database_sync_to_async
+    def _session_state(self) -> dict[str, Any]:
+        conversation = Conversation.objects.get(id=self.conversation.id)
+        messages, has_more = session.history_page(conversation.id)
+        return {"conversation": session.conversation_dict(conversation), "messages": messages, "has_more": has_more,
+                "run": session.active_run(conversation.id)}
+
+    @database_sync_to_async
+    def _store_and_queue(self, content: str, client_id: str) -> Any:
+        sent = lifecycle.store_message_and_queue_run(self.conversation, self.scope["user"], content, client_id)
+        sent.position = lifecycle.queue_position(sent.run) if sent.run else 0
+        return sent
+
+    @database_sync_to_async
+    def _find_run(self, run_id: str | None, active_only: bool = False) -> AgentRun | None:
+        q = AgentRun.objects.filter(conversation=self.conversation)
+        if active_only:
+            q = q.filter(status__in=AgentRun.ACTIVE)
+        if run_id is not None:
+            try:
+                q = q.filter(id=uuid.UUID(run_id))
+            except ValueError:
+                return None
+        return q.order_by("-created_at").first()
+
+    @database_sync_to_async
+    def _history(self, before: int) -> tuple[list[dict[str, Any]], bool]:
+        if not Message.objects.filter(conversation=self.conversation, id=before).exists():
+            raise FrameError("not_found", "No such message in this conversation")
+        return session.history_page(self.conversation.id, before)
+
+    def _validated_settings(self, frame: dict[str, Any]) -> dict[str, Any]:
+        changes = {k: frame[k] for k in ("model", "instructions", "temperature", "max_tokens") if k in frame}
+        if not changes:
+            raise FrameError("bad_request", "settings.update: nothing to change")
+        if "model" in changes:
+            try:
+                parse_model_id(changes["model"])
+            except AgentConfigError as error:
+                raise FrameError("bad_request", str(error)) from None
+            changes["model"] = changes["model"].strip()
+        if len(changes.get("instructions") or "") > MAX_INSTRUCTIONS_CHARS:
+            raise FrameError("too_long", f"Instructions are limited to {MAX_INSTRUCTIONS_CHARS} characters")
+        temperature = changes.get("temperature")
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise FrameError("bad_request", "temperature must be between 0 and 2")
+        max_tokens = changes.get("max_tokens")
+        if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+            raise FrameError("bad_request", f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
+        return changes
+
+    @database_sync_to_async
+    def _update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        Conversation.objects.filter(id=self.conversation.id).update(**changes)
+        self.conversation.refresh_from_db()
+        return session.conversation_dict(self.conversation)

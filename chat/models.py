@@ -1,0 +1,166 @@
+"""Conversations, their messages and the agent runs that answer them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypedDict
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=200, default="")
+    instructions = models.TextField(blank=True, default="")
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # The chat list: a user's conversations, most recently active first.
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.model:
+            self.model = settings.NOUS_DEFAULT_MODEL
+        super().save(*args, **kwargs)
+
+    def settings_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "instructions": self.instructions,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "title": self.title,
+            "settings": self.settings_dict(),
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                      "total_tokens": self.input_tokens + self.output_tokens},
+        }
+
+
+class MessageDict(TypedDict):
+    id: str
+    role: str
+    content: str
+    author: str
+    created_at: str
+    client_id: str | None
+    status: str
+    usage: dict[str, int] | None
+    run_id: str | None
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        SYSTEM = "system"
+        ERROR = "error"
+        TOOL = "tool"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    usage = models.JSONField(null=True, blank=True)
+    run = models.ForeignKey("AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # A resend after a reconnect finds the stored message instead of adding a second one.
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"], condition=Q(client_id__isnull=False), name="message_unique_client_id"
+            )
+        ]
+        # History pages: `conversation = ? AND id < ? ORDER BY id DESC LIMIT 51`.
+        indexes = [models.Index(fields=["conversation", "-id"], name="message_conversation_page")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    def to_dict(self) -> MessageDict:
+        """The message exactly as PROTOCOL.md describes it (plus `run_id`)."""
+        if self.role == self.Role.USER:
+            author = self.author.get_username() if self.author else "deleted user"
+        else:
+            author = self.role
+        return {
+            "id": str(self.id),
+            "role": self.role,
+            "content": self.content,
+            "author": author,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "client_id": self.client_id,
+            "status": self.status,
+            "usage": self.usage,
+            "run_id": str(self.run_id) if self.run_id else None,
+        }
+
+
+class AgentRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")
+    trigger_message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    model = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    last_seq = models.PositiveIntegerField(default=0)
+    stop_requested = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    usage = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One run at a time per conversation, held by the database, not by a Python check.
+            models.UniqueConstraint(
+                fields=["conversation"], condition=Q(status__in=["queued", "running"]), name="one_active_run_per_conversation"
+            )
+        ]
+        # The watchdog: `status IN ('queued','running')` scanned by age of heartbeat.
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="agentrun_status_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"run {self.id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE

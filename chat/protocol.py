@@ -1,0 +1,129 @@
+"""PROTOCOL.md as code: the client frames we accept and the server frames we send.
+
+`parse_client_frame` validates what a socket receives; `check_frame` is what the tests run on
+every frame they receive, so a frame that drifts from the contract fails a test.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class FrameError(Exception):
+    """A client frame is refused: answered with an `error` frame of this code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+OPTIONAL = object()
+NUMBER = (int, float)
+# type -> {field: (accepted types, required)}
+CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
+    "message.send": {"content": (str, True), "client_id": (str, True)},
+    "run.stop": {"run_id": (str, False)},
+    "run.resume": {"run_id": (str, True), "after_seq": (int, True)},
+    "tool.decide": {"tool_call_id": (str, True), "approved": (bool, True), "reason": (str, False)},
+    "typing": {"typing": (bool, True)},
+    "history.load": {"before": ((str, int), True)},
+    "settings.update": {
+        "model": (str, False),
+        "instructions": (str, False),
+        "temperature": ((*NUMBER, type(None)), False),
+        "max_tokens": ((int, type(None)), False),
+    },
+    "message.edit": {"id": (str, True), "content": (str, True)},
+    "message.delete": {"id": (str, True)},
+    "ai.toggle": {"active": (bool, True)},
+    "ping": {},
+}
+
+
+def parse_client_frame(text: str) -> dict[str, Any]:
+    """Decode and validate one client frame; raise `FrameError("bad_request", ...)` if it is wrong."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise FrameError("bad_request", "Frames must be JSON objects") from None
+    if not isinstance(frame, dict):
+        raise FrameError("bad_request", "Frames must be JSON objects")
+    kind = frame.get("type")
+    if kind not in CLIENT_FRAMES:
+        raise FrameError("bad_request", f"Unknown frame type {str(kind)[:40]!r}")
+    for name, (types, required) in CLIENT_FRAMES[kind].items():
+        if name not in frame:
+            if required:
+                raise FrameError("bad_request", f"{kind}: missing field {name!r}")
+            continue
+        value = frame[name]
+        # bool is an int in Python; a field that wants a number must not accept true/false.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise FrameError("bad_request", f"{kind}: field {name!r} has the wrong type")
+    return frame
+
+
+def _as_tuple(types: Any) -> tuple[Any, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+MESSAGE_FIELDS = {"id": str, "role": str, "content": str, "author": str, "created_at": str, "client_id": (str, type(None)),
+                  "status": str, "usage": (dict, type(None))}
+USAGE_FIELDS = {"input_tokens": int, "output_tokens": int, "total_tokens": int}
+ROLES = {"user", "assistant", "system", "error", "tool"}
+STATUSES = {"complete", "streaming", "stopped", "failed"}
+SERVER_FRAMES: dict[str, dict[str, Any]] = {
+    "session.ready": {"conversation": dict, "messages": list, "has_more": bool, "active_run": (dict, type(None)),
+                      "pending_approvals": list, "user": dict},
+    "message.created": {"message": dict},
+    "run.queued": {"run_id": str, "position": int},
+    "run.started": {"run_id": str, "model": str},
+    "run.delta": {"run_id": str, "seq": int, "text": str},
+    "run.tool_call": {"run_id": str, "tool_call": dict},
+    "run.tool_result": {"run_id": str, "tool_call_id": str, "result": str, "is_error": bool},
+    "run.completed": {"run_id": str, "message": dict, "usage": dict},
+    "run.stopped": {"run_id": str, "message": dict},
+    "run.failed": {"run_id": str, "error": dict, "message": dict},
+    "conversation.updated": {"conversation": dict},
+    "history": {"messages": list, "has_more": bool},
+    "error": {"code": str, "message": str, "ref": (str, type(None))},
+    "pong": {},
+}
+ERROR_CODES = {"bad_request", "too_long", "busy", "rate_limited", "forbidden", "not_found", "provider_error",
+               "provider_unavailable", "timeout", "overloaded", "internal"}
+
+
+def check_message(label: str, message: Any) -> None:
+    _check_fields(label, message, MESSAGE_FIELDS)
+    assert message["role"] in ROLES, f"{label}: bad role {message['role']!r}"
+    assert message["status"] in STATUSES, f"{label}: bad status {message['status']!r}"
+
+
+def check_frame(label: str, frame: Any) -> None:
+    """Assert that a server frame matches PROTOCOL.md (after a JSON round trip)."""
+    assert json.loads(json.dumps(frame)) == frame, f"{label}: not JSON-serialisable as is"
+    kind = frame.get("type")
+    assert kind in SERVER_FRAMES, f"{label}: unknown frame type {kind!r}: {frame}"
+    _check_fields(f"{label} {kind}", frame, SERVER_FRAMES[kind])
+    for message in frame.get("messages", []):
+        check_message(f"{label} {kind}", message)
+    if isinstance(frame.get("message"), dict):
+        check_message(f"{label} {kind}", frame["message"])
+    if kind == "run.delta":
+        assert frame["seq"] >= 1 and frame["text"], f"{label}: empty or unnumbered delta {frame}"
+    if kind == "run.completed":
+        _check_fields(f"{label} usage", frame["usage"], USAGE_FIELDS)
+    if kind in ("run.failed", "error"):
+        code = frame["error"]["code"] if kind == "run.failed" else frame["code"]
+        assert code in ERROR_CODES, f"{label}: unknown error code {code!r}"
+    if kind == "session.ready" and frame["active_run"] is not None:
+        _check_fields(f"{label} active_run", frame["active_run"], {"run_id": str, "seq": int, "content": str, "status": str})
+
+
+def _check_fields(label: str, obj: Any, fields: dict[str, Any]) -> None:
+    assert isinstance(obj, dict), f"{label}: expected an object, got {obj!r}"
+    for name, types in fields.items():
+        assert name in obj, f"{label}: missing field {name!r} in {obj}"
+        assert isinstance(obj[name], types), f"{label}: field {name!r} is {type(obj[name]).__name__}: {obj}"

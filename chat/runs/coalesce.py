@@ -1,0 +1,51 @@
+"""Delta coalescing at the source: flush at COALESCE_CHARS or COALESCE_MS, whichever comes first."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+
+class DeltaCoalescer:
+    """Buffers streamed text and hands it to `flush_to(seq, text)` in numbered chunks (seq from 1)."""
+
+    def __init__(self, flush_to: Callable[[int, str], Awaitable[None]], max_chars: int = 50, max_delay_ms: int = 100) -> None:
+        self.flush_to = flush_to
+        self.max_chars = max_chars
+        self.max_delay = max_delay_ms / 1000
+        self.buffer = ""
+        self.seq = 0
+        self.text = ""  # everything flushed so far: exactly the concatenated deltas
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def add(self, text: str) -> None:
+        self.buffer += text
+        if len(self.buffer) >= self.max_chars:
+            await self.flush()
+        elif self._timer is None and self.buffer:
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pending = asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        """Publish whatever is buffered now."""
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self.buffer:
+                return
+            chunk, self.buffer = self.buffer, ""
+            self.seq += 1
+            self.text += chunk
+            await self.flush_to(self.seq, chunk)
+
+    async def close(self) -> None:
+        """Flush the rest and wait for a timer flush in flight."""
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        await self.flush()

@@ -1,0 +1,59 @@
+"""Handing runs to an executor and stopping them: in-process tasks, or Celery workers."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Q
+
+from chat.models import AgentRun
+from chat.runs import lifecycle
+from chat.runs.executor import execute_run
+from chat.runs.publish import publish_end
+from chat.runs.stop import stop_signal
+
+
+class InProcessExecutor:
+    """Embedded default: each run is an asyncio task in the ASGI process."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, run_id: str) -> None:
+        task = asyncio.create_task(execute_run(run_id), name=f"run-{run_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class CeleryExecutor:
+    """Production: each run is a Celery task on a worker with a thread pool."""
+
+    async def submit(self, run_id: str) -> None:
+        from chat.tasks import execute_run_task
+
+        await sync_to_async(execute_run_task.delay, thread_sensitive=False)(run_id)
+
+
+@cache
+def run_executor() -> InProcessExecutor | CeleryExecutor:
+    """The executor of this process's mode."""
+    return CeleryExecutor() if settings.REDIS_URL else InProcessExecutor()
+
+
+async def stop_run(run_id: str) -> bool:
+    """Stop an active run, wherever it executes; False if it was not active."""
+    state = await sync_to_async(lifecycle.request_stop)(run_id)
+    if state == "running":
+        await stop_signal().request(run_id)
+        return True
+    if state == "queued":
+        frame = await sync_to_async(lifecycle.finish_run)(run_id, "stopped", "", 0, condition=Q(status=AgentRun.Status.QUEUED))
+        if frame is not None:
+            run = await AgentRun.objects.aget(id=run_id)
+            await publish_end(str(run.conversation_id), frame)
+            return True
+        return await stop_run(run_id)  # it started meanwhile
+    return False

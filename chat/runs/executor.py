@@ -1,0 +1,125 @@
+"""Executing one run: claim it, stream it through the agent library, publish, checkpoint, finish once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
+from chat.models import AgentRun
+from chat.runs import lifecycle
+from chat.runs.coalesce import DeltaCoalescer
+from chat.runs.publish import publish, publish_delta, publish_end
+from chat.runs.stop import stop_signal
+
+log = logging.getLogger("nous.runs")
+
+
+async def execute_run(run_id: str) -> None:
+    """Run one queued run to its end. Safe to call twice: only the first claim executes."""
+    claimed = await sync_to_async(lifecycle.claim_run)(run_id)
+    if claimed is None:
+        log.info("run %s was not queued any more; nothing to do", run_id)
+        return
+    await RunExecution(claimed).run()
+
+
+class RunExecution:
+    """The streaming part of a run, with its stop watcher and heartbeat beside it."""
+
+    def __init__(self, claimed: lifecycle.ClaimedRun) -> None:
+        self.claimed = claimed
+        self.run_id = claimed.run_id
+        self.conversation_id = claimed.conversation_id
+        self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS)
+        self.outcome: tuple[str, Any] | None = None
+
+    async def _flush(self, seq: int, text: str) -> None:
+        await publish_delta(self.conversation_id, self.run_id, seq, text)
+
+    async def run(self) -> None:
+        await publish(self.conversation_id, {"type": "run.started", "run_id": self.run_id, "model": self.claimed.model})
+        streaming = asyncio.create_task(self._stream())
+        stop_wait = asyncio.create_task(stop_signal().wait(self.run_id))
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            done, _ = await asyncio.wait({streaming, stop_wait, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streaming, stop_wait, heartbeat):
+                task.cancel()
+            results = await asyncio.gather(streaming, stop_wait, heartbeat, return_exceptions=True)
+        await self.coalescer.close()
+        if streaming in done and isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+            log.error("run %s crashed", self.run_id, exc_info=results[0])
+            self.outcome = ("failed", ProviderError("internal", "The run crashed"))
+        if self.outcome is None:
+            # Stopped by `run.stop` (signal or flag seen at a checkpoint), or ended by someone else.
+            self.outcome = ("stopped", None)
+        await self._finish(*self.outcome)
+
+    async def _stream(self) -> None:
+        try:
+            agent = Agent(self.claimed.model, instructions=self.claimed.instructions, model_settings=self.claimed.model_settings)  # type: ignore[arg-type]
+        except AgentConfigError as error:
+            self.outcome = ("failed", ProviderError("provider_error", str(error)))
+            return
+        # The history ends with the user message that triggered this run.
+        async for event in agent.run_stream(self.claimed.history):
+            match event:
+                case TextDelta(text=text):
+                    await self.coalescer.add(text)
+                case ToolCall():
+                    await self.coalescer.flush()
+                    await publish(self.conversation_id, {"type": "run.tool_call", "run_id": self.run_id, "tool_call": event.to_dict()})
+                case ToolResult():
+                    await publish(self.conversation_id, {
+                        "type": "run.tool_result", "run_id": self.run_id, "tool_call_id": event.tool_call_id,
+                        "result": event.result, "is_error": event.is_error,
+                    })
+                case Finished(result=result):
+                    self.outcome = ("completed", result.usage.to_dict())
+                case RunError(error=error):
+                    self.outcome = ("failed", error)
+
+    async def _heartbeat(self) -> None:
+        """Checkpoint the partial text every NOUS_CHECKPOINT_SECS; return when the run must stop."""
+        while True:
+            await asyncio.sleep(settings.NOUS_CHECKPOINT_SECS)
+            alive = await sync_to_async(lifecycle.checkpoint)(
+                self.run_id, self.claimed.message_id, self.coalescer.text, self.coalescer.seq
+            )
+            if not alive:
+                return
+
+    async def _finish(self, status: str, detail: Any) -> None:
+        usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
+        frame = await sync_to_async(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
+        if frame is None:
+            log.warning("run %s had already been ended elsewhere", self.run_id)
+            return
+        await publish_end(self.conversation_id, frame)
+
+
+async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | None = None) -> list[str]:
+    """The watchdog: end runs whose worker died (or that nobody picked up) as `failed`, keeping
+    the partial text the replay log holds. Returns the ids it ended."""
+    from chat.runs.replay import replay_log
+
+    condition = lifecycle.stale_condition(stale_secs, queued_secs)
+    ended = []
+    for run_id in await sync_to_async(lifecycle.stale_run_ids)(condition):
+        run = await AgentRun.objects.select_related("message").aget(id=run_id)
+        replay = await replay_log().read(run_id)
+        text = replay.text if replay else (run.message.content if run.message else "")
+        seq = replay.last_seq if replay else run.last_seq
+        what = "stopped responding" if run.status == AgentRun.Status.RUNNING else "was never picked up by a worker"
+        error = {"code": "timeout", "message": f"The agent run {what}", "retryable": True}
+        frame = await sync_to_async(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
+        if frame is not None:
+            await publish_end(str(run.conversation_id), frame)
+            ended.append(run_id)
+    return ended

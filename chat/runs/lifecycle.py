@@ -1,0 +1,228 @@
+"""Run state transitions in the database. Each is a conditional UPDATE, so the worker, a stop,
+the watchdog and the admin can race and exactly one of them wins."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from chat.models import AgentRun, Conversation, Message
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+RETRY_HINT = "Press Retry to send your message again."
+
+
+class Busy(Exception):
+    """A run is already queued or running in this conversation."""
+
+
+@dataclass
+class SendResult:
+    message: Message
+    run: AgentRun | None
+    duplicate: bool
+    position: int = 0
+
+
+@dataclass
+class ClaimedRun:
+    """Everything the executor needs, read once when it claims the run."""
+
+    run_id: str
+    conversation_id: str
+    model: str
+    instructions: str
+    model_settings: dict[str, Any]
+    history: list[dict[str, Any]]
+    message_id: int
+
+
+def group_for(conversation_id: Any) -> str:
+    """The channel-layer group of one conversation's sockets."""
+    return f"chat.{conversation_id}"
+
+
+def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str) -> SendResult:
+    """Store the user's message and queue a run for it, atomically; idempotent on `client_id`.
+
+    Raises `Busy` (storing nothing) when a run is already active.
+    """
+    existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
+    if existing:
+        return SendResult(existing, None, duplicate=True)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
+            )
+            # The partial unique index makes this insert fail while another run is active.
+            run = AgentRun.objects.create(conversation=conversation, trigger_message=message, model=conversation.model)
+            updates: dict[str, Any] = {"updated_at": timezone.now()}
+            if not conversation.title:
+                updates["title"] = conversation.title = _title_from(content)
+            Conversation.objects.filter(id=conversation.id).update(**updates)
+    except IntegrityError:
+        existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
+        if existing:  # the same client_id raced in from another socket
+            return SendResult(existing, None, duplicate=True)
+        raise Busy() from None
+    return SendResult(message, run, duplicate=False)
+
+
+def _title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= 60 else line[:57].rstrip() + "..."
+
+
+def queue_position(run: AgentRun) -> int:
+    """How many queued runs were created before this one."""
+    return AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__lt=run.created_at).count()
+
+
+def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
+    """queued -> running, create the streaming assistant message; None if someone else got it."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).update(
+            status=AgentRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+        )
+        if not claimed:
+            return None
+        run = AgentRun.objects.select_related("conversation").get(id=run_id)
+        conversation = run.conversation
+        message = Message.objects.create(
+            conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run=run
+        )
+        AgentRun.objects.filter(id=run_id).update(message=message)
+    model_settings = {k: v for k, v in (("temperature", conversation.temperature), ("max_tokens", conversation.max_tokens)) if v is not None}
+    return ClaimedRun(
+        run_id=str(run.id),
+        conversation_id=str(conversation.id),
+        model=run.model,
+        instructions=conversation.instructions,
+        model_settings=model_settings,
+        history=model_history(conversation, before_id=message.id),
+        message_id=message.id,
+    )
+
+
+def model_history(conversation: Conversation, before_id: int) -> list[dict[str, Any]]:
+    """The last messages the model sees: user and assistant turns that have text, oldest first."""
+    rows = (
+        Message.objects.filter(conversation=conversation, id__lt=before_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        .exclude(content="")
+        .order_by("-id")
+        .values("role", "content")[: settings.NOUS_CONTEXT_MESSAGES]
+    )
+    return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
+
+
+def checkpoint(run_id: str, message_id: int, content: str, seq: int) -> bool:
+    """Heartbeat plus partial text. False means: stop streaming (stop requested, or the run was ended)."""
+    alive = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING, stop_requested=False).update(
+        heartbeat_at=timezone.now(), last_seq=seq
+    )
+    if alive:
+        Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(content=content)
+    return bool(alive)
+
+
+def finish_run(
+    run_id: str,
+    status: str,
+    content: str,
+    seq: int,
+    usage: dict[str, int] | None = None,
+    error: dict[str, Any] | None = None,
+    condition: Q | None = None,
+) -> dict[str, Any] | None:
+    """End an active run once: store the final text and usage, return the frame to publish.
+
+    Returns None if the run had already ended (someone else won the race). `condition` narrows
+    which runs may be ended (the watchdog's staleness test).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        q = AgentRun.objects.filter(id=run_id, status__in=AgentRun.ACTIVE)
+        if condition is not None:
+            q = q.filter(condition)
+        won = q.update(
+            status=status,
+            finished_at=now,
+            last_seq=seq,
+            usage=usage,
+            error_code=(error or {}).get("code", ""),
+            error_message=(error or {}).get("message", ""),
+        )
+        if not won:
+            return None
+        run = AgentRun.objects.select_related("conversation").get(id=run_id)
+        message = _final_assistant_message(run, status, content, usage)
+        if usage:
+            Conversation.objects.filter(id=run.conversation_id).update(
+                input_tokens=F("input_tokens") + usage["input_tokens"],
+                output_tokens=F("output_tokens") + usage["output_tokens"],
+                updated_at=now,
+            )
+        # `seq` (the last delta's) lets a socket fill any gap before it shows the end.
+        frame: dict[str, Any] = {"type": f"run.{status}", "run_id": str(run.id), "seq": seq}
+        if status == AgentRun.Status.COMPLETED:
+            frame.update(message=message.to_dict(), usage=usage)
+        elif status == AgentRun.Status.STOPPED:
+            frame.update(message=message.to_dict())
+        else:
+            error_message = Message.objects.create(
+                conversation_id=run.conversation_id,
+                role=Message.Role.ERROR,
+                status=Message.Status.COMPLETE,
+                run=run,
+                content=f"{(error or {}).get('message', 'The run failed')}. {RETRY_HINT}",
+            )
+            frame.update(error=error, message=error_message.to_dict(), partial=message.to_dict())
+        return frame
+
+
+def _final_assistant_message(run: AgentRun, status: str, content: str, usage: dict[str, int] | None) -> Message:
+    message_status = {
+        AgentRun.Status.COMPLETED: Message.Status.COMPLETE,
+        AgentRun.Status.STOPPED: Message.Status.STOPPED,
+    }.get(status, Message.Status.FAILED)
+    if run.message_id is None:  # ended before a worker claimed it
+        message = Message.objects.create(conversation_id=run.conversation_id, role=Message.Role.ASSISTANT, run=run)
+        AgentRun.objects.filter(id=run.id).update(message=message)
+    else:
+        message = Message.objects.get(id=run.message_id)
+    message.content, message.status, message.usage = content, message_status, usage
+    message.save(update_fields=["content", "status", "usage"])
+    return message
+
+
+def request_stop(run_id: str) -> str | None:
+    """Ask an active run to stop. Returns "queued" (ended here), "running" (signal the worker) or None."""
+    if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING).update(stop_requested=True):
+        return "running"
+    if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).exists():
+        return "queued"
+    return None
+
+
+def stale_condition(stale_secs: float | None = None, queued_secs: float | None = None) -> Q:
+    """Runs the watchdog must end: running with an old heartbeat, or queued for too long."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.NOUS_RUN_STALE_SECS if stale_secs is None else stale_secs)
+    queued_before = now - timedelta(seconds=settings.NOUS_RUN_QUEUED_TIMEOUT_SECS if queued_secs is None else queued_secs)
+    return Q(status=AgentRun.Status.RUNNING, heartbeat_at__lt=stale_before) | Q(
+        status=AgentRun.Status.QUEUED, created_at__lt=queued_before
+    )
+
+
+def stale_run_ids(condition: Q) -> list[str]:
+    return [str(i) for i in AgentRun.objects.filter(condition).values_list("id", flat=True)]

@@ -1,0 +1,109 @@
+"""The replay log: every run's deltas by `seq`, plus its terminal frame, kept a while after the end.
+
+The channel layer is at-most-once; this log is the ledger that makes `run.resume` and
+`session.ready` gapless. In memory for the embedded default, a Redis list per run in production.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+
+from chat.runs.redis_client import redis_client
+
+RUNNING_TTL_SECS = 24 * 3600  # a log outlives a crashed worker long enough for the watchdog
+
+
+@dataclass
+class Replay:
+    """Deltas after some seq as `(seq, text)`, and the terminal frame if the run has ended."""
+
+    deltas: list[tuple[int, str]]
+    end: dict[str, Any] | None
+
+    @property
+    def text(self) -> str:
+        return "".join(text for _, text in self.deltas)
+
+    @property
+    def last_seq(self) -> int:
+        return self.deltas[-1][0] if self.deltas else 0
+
+
+@dataclass
+class _MemoryEntry:
+    deltas: list[str] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+    expires_at: float | None = None
+
+
+class MemoryReplayLog:
+    """Process memory: right for the embedded default, where runs execute in the ASGI process."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _MemoryEntry] = {}
+
+    async def append(self, run_id: str, seq: int, text: str) -> None:
+        entry = self.entries.setdefault(run_id, _MemoryEntry())
+        assert seq == len(entry.deltas) + 1, f"seq {seq} after {len(entry.deltas)}"
+        entry.deltas.append(text)
+
+    async def finish(self, run_id: str, frame: dict[str, Any]) -> None:
+        now = time.monotonic()
+        for key in [k for k, e in self.entries.items() if e.expires_at and e.expires_at < now]:
+            del self.entries[key]
+        entry = self.entries.setdefault(run_id, _MemoryEntry())
+        entry.end, entry.expires_at = frame, now + settings.NOUS_REPLAY_TTL_SECS
+
+    async def read(self, run_id: str, after_seq: int = 0) -> Replay | None:
+        entry = self.entries.get(run_id)
+        if entry is None:
+            return None
+        return Replay([(i + 1, t) for i, t in enumerate(entry.deltas) if i + 1 > after_seq], entry.end)
+
+
+class RedisReplayLog:
+    """A Redis list per run (index = seq - 1) and a key for the terminal frame; both expire after the end."""
+
+    @staticmethod
+    def _keys(run_id: str) -> tuple[str, str]:
+        return f"nous:run:{run_id}:deltas", f"nous:run:{run_id}:end"
+
+    async def append(self, run_id: str, seq: int, text: str) -> None:
+        deltas, _ = self._keys(run_id)
+        async with redis_client().pipeline(transaction=False) as pipe:
+            pipe.rpush(deltas, text)
+            if seq == 1:
+                pipe.expire(deltas, RUNNING_TTL_SECS)
+            length, *_ = await pipe.execute()
+        assert length == seq, f"replay log of {run_id} has {length} deltas, expected {seq}"
+
+    async def finish(self, run_id: str, frame: dict[str, Any]) -> None:
+        deltas, end = self._keys(run_id)
+        ttl = settings.NOUS_REPLAY_TTL_SECS
+        async with redis_client().pipeline(transaction=True) as pipe:
+            pipe.set(end, json.dumps(frame), ex=ttl)
+            pipe.expire(deltas, ttl)
+            await pipe.execute()
+
+    async def read(self, run_id: str, after_seq: int = 0) -> Replay | None:
+        deltas, end = self._keys(run_id)
+        async with redis_client().pipeline(transaction=True) as pipe:
+            pipe.lrange(deltas, after_seq, -1)
+            pipe.get(end)
+            pipe.exists(deltas)
+            texts, end_json, exists = await pipe.execute()
+        if not exists and end_json is None:
+            return None
+        return Replay([(after_seq + i + 1, t) for i, t in enumerate(texts)], json.loads(end_json) if end_json else None)
+
+
+@cache
+def replay_log() -> MemoryReplayLog | RedisReplayLog:
+    """The replay log of this process's mode."""
+    return RedisReplayLog() if settings.REDIS_URL else MemoryReplayLog()

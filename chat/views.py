@@ -1,0 +1,64 @@
+"""Chat pages: the conversation list (new, rename, delete) and one conversation."""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from chat.models import Conversation
+from chat.session import conversation_dict
+
+MAX_TITLE_CHARS = 200
+
+
+def _own_conversation(request: HttpRequest, conversation_id) -> Conversation:
+    # Someone else's conversation is a 404, not a 403: its existence is not ours to reveal.
+    return get_object_or_404(Conversation, id=conversation_id, owner=request.user)
+
+
+@login_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        conversation = Conversation.objects.create(owner=request.user)
+        return redirect("chat:conversation", conversation_id=conversation.id)
+    conversations = Conversation.objects.filter(owner=request.user).order_by("-updated_at")
+    return render(request, "chat/list.html", {"conversations": conversations})
+
+
+@login_required
+def conversation_page(request: HttpRequest, conversation_id) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id)
+    conversations = Conversation.objects.filter(owner=request.user).order_by("-updated_at")[:50]
+    return render(
+        request,
+        "chat/conversation.html",
+        {
+            "conversation": conversation,
+            "conversations": conversations,
+            "page_data": {
+                "conversation": conversation_dict(conversation),
+                "ws_path": f"/ws/chat/{conversation.id}/",
+                "max_message_chars": settings.NOUS_MAX_MESSAGE_CHARS,
+                "username": request.user.get_username(),
+            },
+        },
+    )
+
+
+@login_required
+@require_POST
+def rename_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id)
+    title = " ".join(request.POST.get("title", "").split())[:MAX_TITLE_CHARS]
+    if title:
+        conversation.title = title
+        conversation.save(update_fields=["title", "updated_at"])
+    return redirect(request.POST.get("next") or "chat:list")
+
+
+@login_required
+@require_POST
+def delete_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
+    _own_conversation(request, conversation_id).delete()
+    return redirect("chat:list")

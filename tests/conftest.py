@@ -1,0 +1,183 @@
+"""Fixtures: alice owns, bob is another user, charlie is refused; sockets on the real ASGI app."""
+
+import asyncio
+import os
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+import agents.models.base
+from agents.breaker import reset_breakers
+from chat.protocol import check_frame
+
+# No test may reach a real provider: only loopback base URLs are allowed.
+agents.models.base.ALLOW_NON_LOOPBACK_REQUESTS = False
+
+ORIGIN = "http://127.0.0.1:8000"
+REQUIRE_SERVICES = os.getenv("REQUIRE_SERVICES") == "1"
+PRODUCTION = bool(settings.REDIS_URL)
+
+
+def skip_or_fail(reason: str) -> None:
+    """Where REQUIRE_SERVICES=1 a missing service fails the test; elsewhere it skips with the reason."""
+    if REQUIRE_SERVICES:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers():
+    reset_breakers()
+    yield
+    reset_breakers()
+
+
+def make_user(name: str):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(name, f"{name}@example.com", "pw-" + name)
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return make_user("charlie")
+
+
+@pytest.fixture
+def conversation(alice):
+    from chat.models import Conversation
+
+    return Conversation.objects.create(owner=alice, model="test:tps=200,words=30")
+
+
+@database_sync_to_async
+def session_cookie(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class Socket:
+    """A WebsocketCommunicator on nous_site.asgi.application that checks every frame it receives."""
+
+    def __init__(self, communicator: WebsocketCommunicator, label: str) -> None:
+        self.communicator = communicator
+        self.label = label
+        self.frames: list[dict] = []
+
+    async def recv(self, timeout: float = 5.0) -> dict:
+        frame = await self.communicator.receive_json_from(timeout=timeout)
+        check_frame(self.label, frame)
+        self.frames.append(frame)
+        return frame
+
+    async def recv_until(self, *types: str, timeout: float = 10.0) -> tuple[dict, list[dict]]:
+        """Receive until a frame of one of `types`; return it and every frame received before it."""
+        seen = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            frame = await self.recv(timeout=max(0.05, deadline - asyncio.get_running_loop().time()))
+            if frame["type"] in types:
+                return frame, seen
+            seen.append(frame)
+
+    async def send(self, frame: dict) -> None:
+        await self.communicator.send_json_to(frame)
+
+    async def nothing(self, timeout: float = 0.2) -> bool:
+        return await self.communicator.receive_nothing(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+async def open_socket(user, path: str, origin: str = ORIGIN) -> tuple[Socket, bool, int | None]:
+    from nous_site.asgi import application
+
+    headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")]
+    if user is not None:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={await session_cookie(user)}".encode()))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return Socket(communicator, f"{getattr(user, 'username', 'anonymous')}@{path}"), connected, code
+
+
+@pytest.fixture
+async def sockets():
+    """Open sockets through `sockets.open(user, conversation)`; all closed after the test."""
+
+    class Opener:
+        opened: list[Socket] = []
+
+        async def open(self, user, conversation, expect_ready: bool = True) -> Socket:
+            socket, connected, _ = await open_socket(user, f"/ws/chat/{conversation.id}/")
+            assert connected
+            self.opened.append(socket)
+            if expect_ready:
+                socket.ready = await socket.recv()
+                assert socket.ready["type"] == "session.ready"
+            return socket
+
+    opener = Opener()
+    opener.opened = []
+    yield opener
+    for socket in opener.opened:
+        await socket.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process for the whole session (production mode only)."""
+    from tests.services import CeleryWorker, redis_available
+
+    if not redis_available(settings.REDIS_URL):
+        skip_or_fail(f"Redis is not reachable at {settings.REDIS_URL}")
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        skip_or_fail("production-mode tests need DATABASE_URL on PostgreSQL (the worker is another process)")
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(settings.CELERY_TASK_DEFAULT_QUEUE)  # no tasks of an old run
+    worker = CeleryWorker(settings.DATABASES["default"]["NAME"], tmp_path_factory.mktemp("celery") / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+async def runs(request):
+    """Whatever executes runs in this mode: a Celery worker in production, in-process tasks otherwise.
+
+    After the test, in-process runs still going are stopped, so none outlives its test database.
+    """
+    if PRODUCTION:
+        worker = request.getfixturevalue("celery_worker")
+        if not worker.alive:
+            worker.start()
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter("nous:sockets:*"):
+            client.delete(key)
+        yield worker
+        return
+    yield None
+    from chat.runs.dispatch import run_executor
+
+    tasks = list(getattr(run_executor(), "tasks", ()))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
