@@ -21,6 +21,7 @@ from chat.runs import lifecycle
 from chat.runs.dispatch import run_executor, stop_run
 from chat.runs.publish import publish
 from chat.runs.replay import replay_log
+from chat.runs.watchdog import ensure_watchdog
 
 log = logging.getLogger("nous.chat")
 
@@ -37,6 +38,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         # Accept first, then close with a code: a close before accept reaches a browser as a bare 403.
         await self.accept()
+        ensure_watchdog()
         user = self.scope["user"]
         if not user.is_authenticated:
             return await self._refuse(4401, "not logged in")
@@ -175,7 +177,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The layer dropped something: the replay log fills the gap.
             replay = await replay_log().read(run_id, seen)
             await self._send_deltas(run_id, [d for d in (replay.deltas if replay else []) if d[0] < seq])
-        await self._send_deltas(run_id, [(seq, event["text"])])
+        await self._send_deltas(run_id, [(seq, event["text"])], event)
 
     async def run_completed(self, event: dict[str, Any]) -> None:
         await self._send_end(event)
@@ -195,10 +197,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _send_error(self, code: str, message: str, ref: str | None = None) -> None:
         await self._send_frame({"type": "error", "code": code, "message": message, "ref": ref})
 
-    async def _send_deltas(self, run_id: str, deltas: list[tuple[int, str]]) -> None:
+    async def _send_deltas(self, run_id: str, deltas: list[tuple[int, str]], live: dict[str, Any] | None = None) -> None:
         for seq, text in deltas:
             if seq == self.seen_seq.get(run_id, 0) + 1:
-                await self._send_frame({"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
+                # A live event is forwarded as is (with the benchmark's timestamps, if any).
+                frame = live if live is not None else {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}
+                await self._send_frame(frame)
                 self.seen_seq[run_id] = seq
 
     async def _send_end(self, frame: dict[str, Any]) -> None:

@@ -14,6 +14,8 @@ from chat.protocol import check_frame
 
 # No test may reach a real provider: only loopback base URLs are allowed.
 agents.models.base.ALLOW_NON_LOOPBACK_REQUESTS = False
+# Tests run the watchdog themselves; a sweep task per test loop would outlive its loop.
+settings.NOUS_WATCHDOG_INTERVAL_SECS = 0
 
 ORIGIN = "http://127.0.0.1:8000"
 REQUIRE_SERVICES = os.getenv("REQUIRE_SERVICES") == "1"
@@ -163,6 +165,9 @@ async def runs(request):
 
     After the test, in-process runs still going are stopped, so none outlives its test database.
     """
+    from chat.limits import user_counters
+
+    user_counters.cache_clear()  # user ids repeat across tests; their counters must not
     if PRODUCTION:
         worker = request.getfixturevalue("celery_worker")
         if not worker.alive:
@@ -170,8 +175,9 @@ async def runs(request):
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        for key in client.scan_iter("nous:sockets:*"):
-            client.delete(key)
+        for pattern in ("nous:sockets:*", "nous:sends:*"):
+            for key in client.scan_iter(pattern):
+                client.delete(key)
         yield worker
         return
     yield None

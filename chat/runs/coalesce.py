@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Awaitable, Callable
 
 
 class DeltaCoalescer:
-    """Buffers streamed text and hands it to `flush_to(seq, text)` in numbered chunks (seq from 1)."""
+    """Buffers streamed text and hands it to `flush_to(seq, text, started_at)` in numbered chunks
+    (seq from 1); `started_at` is the wall-clock time the chunk's first text arrived."""
 
-    def __init__(self, flush_to: Callable[[int, str], Awaitable[None]], max_chars: int = 50, max_delay_ms: int = 100) -> None:
+    def __init__(self, flush_to: Callable[[int, str, float], Awaitable[None]], max_chars: int = 50, max_delay_ms: int = 100) -> None:
         self.flush_to = flush_to
         self.max_chars = max_chars
         self.max_delay = max_delay_ms / 1000
         self.buffer = ""
+        self.started_at = 0.0
         self.seq = 0
         self.text = ""  # everything flushed so far: exactly the concatenated deltas
         self._timer: asyncio.TimerHandle | None = None
@@ -21,6 +24,8 @@ class DeltaCoalescer:
         self._lock = asyncio.Lock()
 
     async def add(self, text: str) -> None:
+        if not self.buffer:
+            self.started_at = time.time()
         self.buffer += text
         if len(self.buffer) >= self.max_chars:
             await self.flush()
@@ -42,7 +47,7 @@ class DeltaCoalescer:
             chunk, self.buffer = self.buffer, ""
             self.seq += 1
             self.text += chunk
-            await self.flush_to(self.seq, chunk)
+            await self.flush_to(self.seq, chunk, self.started_at)
 
     async def close(self) -> None:
         """Flush the rest and wait for a timer flush in flight."""

@@ -15,9 +15,9 @@ async def publish(conversation_id: str, frame: dict[str, Any]) -> None:
     await get_channel_layer().group_send(group_for(conversation_id), frame)
 
 
-async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str) -> None:
+async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, **extra: float) -> None:
     await replay_log().append(run_id, seq, text)
-    await publish(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
+    await publish(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
 
 
 async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:

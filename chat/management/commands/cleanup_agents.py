@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 
 from chat.models import AgentRun
 from chat.runs import lifecycle
-from chat.runs.executor import end_stale_runs
+from chat.runs.watchdog import end_stale_runs
 
 
 class Command(BaseCommand):

@@ -1,0 +1,64 @@
+"""The watchdog: ends runs whose worker died, or that no worker picked up, as `failed`.
+
+Run by `cleanup_agents` and, every NOUS_WATCHDOG_INTERVAL_SECS, by each ASGI process itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.models import AgentRun
+from chat.runs import lifecycle
+from chat.runs.publish import publish_end
+from chat.runs.replay import replay_log
+
+log = logging.getLogger("nous.runs")
+_watched_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | None = None) -> list[str]:
+    """The watchdog: end runs whose worker died (or that nobody picked up) as `failed`, keeping
+    the partial text the replay log holds. Returns the ids it ended."""
+    condition = lifecycle.stale_condition(stale_secs, queued_secs)
+    ended = []
+    for run_id in await sync_to_async(lifecycle.stale_run_ids)(condition):
+        run = await AgentRun.objects.select_related("message").aget(id=run_id)
+        replay = await replay_log().read(run_id)
+        text = replay.text if replay else (run.message.content if run.message else "")
+        seq = replay.last_seq if replay else run.last_seq
+        what = "stopped responding" if run.status == AgentRun.Status.RUNNING else "was never picked up by a worker"
+        error = {"code": "timeout", "message": f"The agent run {what}", "retryable": True}
+        frame = await sync_to_async(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
+        if frame is not None:
+            await publish_end(str(run.conversation_id), frame)
+            ended.append(run_id)
+    return ended
+
+
+def ensure_watchdog() -> None:
+    """Start the periodic sweep in the running loop, once (no-op if the interval is 0)."""
+    interval = settings.NOUS_WATCHDOG_INTERVAL_SECS
+    loop = asyncio.get_running_loop()
+    if interval <= 0 or loop in _watched_loops:
+        return
+    _watched_loops.add(loop)
+    task = loop.create_task(_sweep_forever(interval), name="nous-watchdog")
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _sweep_forever(interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ended = await end_stale_runs()
+            if ended:
+                log.warning("watchdog ended %d stale run(s): %s", len(ended), ", ".join(ended))
+        except Exception:
+            log.exception("watchdog sweep failed")
