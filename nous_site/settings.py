@@ -7,6 +7,7 @@ database independently.
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -173,3 +174,6 @@ LOGGING = {
         "nous": {"level": os.getenv("NOUS_LOG_LEVEL", "INFO"), "handlers": ["console"], "propagate": False},
     },
 }
+
+# WhiteNoise serves static files as sync iterators; under ASGI Django warns on each. They are small.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")

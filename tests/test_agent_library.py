@@ -1,0 +1,201 @@
+"""The framework-free agent library: the test model, the run loop, retries, breaker, coalescing."""
+
+import asyncio
+import time
+
+import pytest
+
+from agents import (
+    Agent,
+    AgentConfigError,
+    CircuitBreaker,
+    Finished,
+    ProviderError,
+    RetryPolicy,
+    RunError,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    tool,
+)
+from agents.models.test import TestModel
+from chat.runs.coalesce import DeltaCoalescer
+
+
+async def collect(agent, prompt="hello", **kwargs):
+    return [event async for event in agent.run_stream(prompt, **kwargs)]
+
+
+async def test_the_test_model_is_deterministic_per_prompt():
+    a = await Agent("test:tps=0,words=20").run("same prompt")
+    b = await Agent("test:tps=0,words=20").run("same prompt")
+    c = await Agent("test:tps=0,words=20").run("another prompt")
+    assert a.output == b.output != c.output
+    assert len(a.output.split()) == 20 and a.usage.output_tokens == 20 and a.usage.input_tokens == 2
+
+
+async def test_the_test_model_streams_at_its_token_rate():
+    start = time.monotonic()
+    events = await collect(Agent("test:tps=100,words=20"))
+    elapsed = time.monotonic() - start
+    assert sum(isinstance(e, TextDelta) for e in events) == 20
+    assert 0.15 < elapsed < 1.5
+
+
+async def test_max_tokens_caps_the_answer():
+    result = await Agent("test:tps=0,words=50", model_settings={"max_tokens": 5}).run("short")
+    assert len(result.output.split()) == 5
+
+
+@pytest.mark.parametrize("model", ["test:words=x", "test:nonsense=1", "test:tps"])
+def test_bad_test_model_options_are_refused(model):
+    with pytest.raises(AgentConfigError):
+        Agent(model)
+
+
+async def test_history_goes_in_and_new_messages_come_out_as_plain_data():
+    history = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "reply"}]
+    result = await Agent("test:tps=0,words=3").run("now", message_history=history)
+    assert result.new_messages[0] == {"role": "user", "content": "now"}
+    assert result.new_messages[1] == {"role": "assistant", "content": result.output}
+
+
+async def test_tools_are_called_and_their_result_goes_back_to_the_model():
+    calls = []
+
+    @tool
+    def clock() -> str:
+        """The time."""
+        calls.append(1)
+        return "12:00"
+
+    events = await collect(Agent("test:tps=0,words=4,tool=clock", tools=[clock]))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "ToolCall" and kinds[1] == "ToolResult" and kinds[-1] == "Finished"
+    assert calls == [1] and events[1].result == "12:00" and not events[1].is_error
+    assert [m["role"] for m in events[-1].result.new_messages] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_a_sensitive_tool_waits_for_approval_and_can_be_rejected():
+    @tool(needs_approval=True)
+    def delete_everything() -> str:
+        raise AssertionError("must not run")
+
+    async def reject(call: ToolCall):
+        assert call.needs_approval
+        return False, "no way"
+
+    events = await collect(Agent("test:tps=0,words=2,tool=delete_everything", tools=[delete_everything], approver=reject))
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert result.is_error and "no way" in result.result
+    assert isinstance(events[-1], Finished)
+
+
+async def test_retryable_errors_are_retried_with_backoff_before_any_text():
+    sleeps = []
+
+    async def sleep(secs):
+        sleeps.append(secs)
+
+    agent = Agent("test:tps=0,words=5,fail=overloaded,fail_times=2", retry=RetryPolicy(max_attempts=3, base_delay_secs=0.1), sleep=sleep)
+    result = await agent.run("go")
+    assert len(result.output.split()) == 5 and agent.model.calls == 3
+    assert len(sleeps) == 2 and 0.05 <= sleeps[0] <= 0.1 and 0.1 <= sleeps[1] <= 0.2
+
+
+async def test_nothing_is_retried_once_text_was_streamed():
+    agent = Agent("test:tps=0,words=20,fail=overloaded,fail_after=3", retry=RetryPolicy(base_delay_secs=0))
+    events = await collect(agent)
+    assert isinstance(events[-1], RunError) and events[-1].error.code == "overloaded"
+    assert events[-1].partial == "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert agent.model.calls == 1
+
+
+async def test_a_non_retryable_error_fails_at_once():
+    agent = Agent("test:fail=provider_error", retry=RetryPolicy(base_delay_secs=0))
+    with pytest.raises(ProviderError) as info:
+        await agent.run("x")
+    assert info.value.code == "provider_error" and agent.model.calls == 1
+
+
+def test_retry_after_is_honoured_and_capped():
+    policy = RetryPolicy(max_retry_after_secs=10)
+    assert policy.delay(1, retry_after=3) == 3
+    assert policy.delay(1, retry_after=120) == 10
+    assert all(policy.base_delay_secs / 2 <= policy.delay(1) <= policy.base_delay_secs for _ in range(50))
+
+
+def test_the_breaker_opens_then_half_opens_after_the_cooldown():
+    now = [0.0]
+    breaker = CircuitBreaker("p", failure_threshold=2, cooldown_secs=10, clock=lambda: now[0])
+    failure = ProviderError("provider_error", "500", retryable=True)
+    breaker.record_failure(failure)
+    assert breaker.state == "closed"
+    breaker.record_failure(failure)
+    assert breaker.state == "open"
+    with pytest.raises(ProviderError) as info:
+        breaker.before_call()
+    assert info.value.code == "provider_unavailable"
+    now[0] = 11
+    assert breaker.state == "half_open"
+    breaker.before_call()  # one trial goes through
+    with pytest.raises(ProviderError):
+        breaker.before_call()  # a second one waits for the trial
+    breaker.record_failure(failure)
+    assert breaker.state == "open"
+    now[0] = 22
+    breaker.before_call()
+    breaker.record_success()
+    assert breaker.snapshot() == {"name": "p", "state": "closed", "failures": 0}
+
+
+def test_a_bad_request_does_not_count_against_the_provider():
+    breaker = CircuitBreaker("p", failure_threshold=1)
+    breaker.record_failure(ProviderError("provider_error", "400", retryable=False))
+    assert breaker.state == "closed"
+
+
+async def test_an_open_breaker_fails_runs_fast_without_calling_the_model():
+    breaker = CircuitBreaker("test", failure_threshold=1)
+    agent = Agent("test:tps=0,fail=overloaded", breaker=breaker, retry=RetryPolicy(max_attempts=1))
+    await collect(agent)
+    events = await collect(agent)
+    assert events[-1].error.code == "provider_unavailable" and agent.model.calls == 1
+
+
+async def test_cancelling_a_stream_stops_the_model():
+    model = TestModel(tokens_per_second=50, words=1000)
+    received = []
+
+    async def consume():
+        async for event in Agent(model).run_stream("go"):
+            received.append(event)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    count = len(received)
+    await asyncio.sleep(0.2)
+    assert len(received) == count < 30
+
+
+async def test_the_coalescer_flushes_at_the_size_or_the_deadline():
+    flushed = []
+
+    async def flush_to(seq, text, started_at):
+        flushed.append((seq, text, time.monotonic()))
+
+    coalescer = DeltaCoalescer(flush_to, max_chars=10, max_delay_ms=50)
+    start = time.monotonic()
+    await coalescer.add("abc")
+    await coalescer.add("defghijk")  # 11 chars: flushed at once
+    assert [f[:2] for f in flushed] == [(1, "abcdefghijk")]
+    await coalescer.add("x")
+    await asyncio.sleep(0.12)  # the deadline flushes the rest
+    assert [f[:2] for f in flushed] == [(1, "abcdefghijk"), (2, "x")]
+    assert 0.04 <= flushed[1][2] - start <= 0.11
+    await coalescer.add("tail")
+    await coalescer.close()
+    assert coalescer.text == "abcdefghijkxtail" and coalescer.seq == 3
