@@ -29,7 +29,7 @@ _ids = itertools.count(1)
 
 @dataclass
 class Reply:
-    """One scripted reply. Build it with `text`, `tool_call`, `tool_calls`, `http_error`, `stream_error` or `hang`."""
+    """One scripted reply. Build it with `text`, `tool_call(s)`, `http_error`, `stream_error`, `drop` or `hang`."""
 
     chunks: list[str] = field(default_factory=list)
     delay: float = 0.005
@@ -43,6 +43,8 @@ class Reply:
     error_message: str = ""
     error_after: int | None = None  # send a mid-stream error event after this many chunks
     hang: bool = False  # after the chunks, send nothing more and wait for the client to hang up
+    hang_before_headers: bool = False  # with `hang`: not even the status line is sent
+    drop: bool = False  # after the chunks, close the socket without ending the chunked body
 
 
 def text(chunks: Sequence[str], *, delay: float = 0.005, input_tokens: int = 11, output_tokens: int = 7, stop_reason: str | None = None) -> Reply:
@@ -71,9 +73,14 @@ def stream_error(chunks: Sequence[str], *, error_type: str = "overloaded_error",
     return Reply(list(chunks), delay, error_type=error_type, error_message=message, error_after=len(chunks))
 
 
-def hang(chunks: Sequence[str] = (), *, delay: float = 0.005) -> Reply:
-    """Start a stream, send `chunks`, then wait forever (until the client disconnects)."""
-    return Reply(list(chunks), delay, hang=True)
+def hang(chunks: Sequence[str] = (), *, delay: float = 0.005, before_headers: bool = False) -> Reply:
+    """Start a stream, send `chunks`, then wait forever (until the client disconnects); or hang before any headers."""
+    return Reply(list(chunks), delay, hang=True, hang_before_headers=before_headers)
+
+
+def drop(chunks: Sequence[str], *, delay: float = 0.005) -> Reply:
+    """Stream `chunks` as text, then close the connection abruptly, mid-body."""
+    return Reply(list(chunks), delay, drop=True)
 
 
 @dataclass
@@ -115,7 +122,7 @@ def anthropic_events(reply: Reply, model: str) -> Iterator[bytes]:
             if reply.error_after == n:
                 break
             yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}, "content_block_delta")
-        if reply.error_after is not None or reply.hang:
+        if reply.error_after is not None or reply.hang or reply.drop:
             return
         yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         index = 1
@@ -151,7 +158,7 @@ def openai_events(reply: Reply, model: str) -> Iterator[bytes]:
         if reply.error_after == n:
             break
         yield chunk({"content": piece})
-    if reply.error_after is not None or reply.hang:
+    if reply.error_after is not None or reply.hang or reply.drop:
         return
     for index, (call_id, name, arguments) in enumerate(reply.tools):
         head = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
@@ -193,6 +200,7 @@ class LoopbackLLM:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._run, name="loopback-llm", daemon=True)
         self.port = 0
 
@@ -229,7 +237,8 @@ class LoopbackLLM:
 
     def stop(self) -> None:
         async def shutdown() -> None:
-            self._server.close()
+            if self._server is not None:
+                self._server.close()
             for writer in list(self._writers):
                 writer.close()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -264,8 +273,8 @@ class LoopbackLLM:
         try:
             while await self._serve_one(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client hung up, or the server is stopping: end this connection quietly
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -286,10 +295,11 @@ class LoopbackLLM:
             body = raw.decode("utf-8", "replace")
         record = RecordedRequest(method, path, headers, body)
         self.requests.append(record)
-        reply = self._next_reply()
         if path not in ("/v1/messages", "/v1/chat/completions") or method != "POST":
-            reply = Reply(status=404, error_message=f"no route {method} {path}")
-        elif reply is None:
+            reply: Reply | None = Reply(status=404, error_message=f"no route {method} {path}")
+        else:
+            reply = self._next_reply()
+        if reply is None:
             reply = Reply(status=400, error_message="loopback server: no scripted reply left")
         if reply.status != 200:
             payload = json.dumps(error_body(path, reply)).encode()
@@ -314,6 +324,8 @@ class LoopbackLLM:
         return False
 
     async def _stream(self, path: str, body: Any, reply: Reply, writer: asyncio.StreamWriter) -> None:
+        if reply.hang_before_headers:
+            await asyncio.Event().wait()
         anthropic = path.endswith("/messages")
         model = body.get("model", "?") if isinstance(body, dict) else "?"
         request_id = ("request-id: req_" if anthropic else "x-request-id: req_") + f"{next(_ids):08d}"
@@ -329,6 +341,9 @@ class LoopbackLLM:
             await writer.drain()
         if reply.hang:
             await asyncio.Event().wait()
+        if reply.drop:
+            writer.transport.abort()
+            return
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -11,7 +12,8 @@ from agents.errors import AgentConfigError, ProviderError
 from agents.events import ResponseEnd, Usage
 from agents.models.anthropic import AnthropicModel, to_anthropic_messages
 from agents.models.base import ModelRequest
-from tests.loopback_llm import RecordingSleep, hang, http_error, llm_server, stream_error, text, tool_call  # noqa: F401
+from tests.loopback_llm import RecordingSleep, drop, hang, http_error, stream_error, text, tool_call
+from tests.loopback_llm import llm_server as llm_server  # the fixture
 
 # The SDK warns that this (test) model name is deprecated; that is not what these tests are about.
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -209,8 +211,28 @@ async def test_mid_stream_error_types_map_to_codes(llm_server):
     assert (second.value.code, second.value.retryable) == ("provider_error", False)
 
 
-async def test_cancelling_the_consumer_closes_the_connection(llm_server):
-    llm_server.script(hang(["Thinking"]))
+async def test_dropped_connection_mid_stream_is_a_retryable_provider_error(llm_server):
+    llm_server.script(drop(["Hel", "lo"]), text(["never"]))
+    events = await collect(make_agent(llm_server, sleep=RecordingSleep()).run_stream("Hi"))
+    assert isinstance(events[-1], RunError) and events[-1].partial == "Hello"
+    assert (events[-1].error.code, events[-1].error.retryable) == ("provider_error", True)
+    assert len(llm_server.requests) == 1  # text was streamed: no retry
+
+
+async def test_connection_refused_is_retried_then_fails():
+    with socket.socket() as sock:  # a loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sleep = RecordingSleep()
+    agent = Agent(AnthropicModel("claude-sonnet-4-5", api_key="k", base_url=f"http://127.0.0.1:{port}"), retry=RetryPolicy(base_delay_secs=0.01), sleep=sleep)
+    events = await collect(agent.run_stream("Hi"))
+    assert (events[-1].error.code, events[-1].error.retryable) == ("provider_error", True)
+    assert len(sleep.delays) == 2
+
+
+@pytest.mark.parametrize("before_headers", [False, True])
+async def test_cancelling_the_consumer_closes_the_connection(llm_server, before_headers):
+    llm_server.script(hang([] if before_headers else ["Thinking"], before_headers=before_headers))
     first_delta = asyncio.Event()
 
     async def consume() -> None:
@@ -219,7 +241,10 @@ async def test_cancelling_the_consumer_closes_the_connection(llm_server):
                 first_delta.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(first_delta.wait(), 5)
+    if before_headers:
+        assert await llm_server.wait_until(lambda: bool(llm_server.requests), timeout=5)
+    else:
+        await asyncio.wait_for(first_delta.wait(), 5)
     assert not llm_server.requests[0].disconnected
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

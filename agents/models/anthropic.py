@@ -18,6 +18,21 @@ from agents.models.base import ModelRequest, check_request_allowed
 DEFAULT_MAX_TOKENS = 4096
 LABEL = "Anthropic"
 
+# SDK clients (and their connection pools) shared per event loop, keyed by API key and base URL: pooled
+# connections belong to the loop that opened them, and a new client per request would pay for a fresh
+# TLS context and connection each time.
+_ClientKey = tuple[str, str | None]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, anthropic.AsyncAnthropic]] = weakref.WeakKeyDictionary()
+
+
+def _client_for(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
+    """The shared client of the running loop for this key and URL; the SDK's own retries are off."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get((api_key, base_url))
+    if client is None:
+        client = per_loop[(api_key, base_url)] = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+    return client
+
 
 class AnthropicModel:
     """A Claude model: `stream` yields text deltas, complete tool calls, then one `ResponseEnd`.
@@ -36,19 +51,9 @@ class AnthropicModel:
             raise AgentConfigError("No Anthropic API key: pass api_key or set the ANTHROPIC_API_KEY environment variable")
         self._api_key = key
         self.base_url = base_url or os.getenv("ANTHROPIC_BASE_URL") or None
-        self._client: anthropic.AsyncAnthropic | None = None
-        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def __repr__(self) -> str:
         return f"AnthropicModel({self.name!r}, base_url={self.base_url!r})"
-
-    def _get_client(self) -> anthropic.AsyncAnthropic:
-        # One client (and connection pool) per event loop: pooled connections belong to the loop that opened them.
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
-            self._client = anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.base_url, max_retries=0)
-            self._client_loop = weakref.ref(loop)
-        return self._client
 
     def request_params(self, request: ModelRequest) -> dict[str, Any]:
         """The keyword arguments of `messages.create` for `request` (without `stream`)."""
@@ -74,7 +79,7 @@ class AnthropicModel:
         finished = False
         tools: dict[int, dict[str, Any]] = {}
         try:
-            async with await self._get_client().messages.create(**params, stream=True) as events:
+            async with await _client_for(self._api_key, self.base_url).messages.create(**params, stream=True) as events:
                 async for event in events:
                     if event.type == "message_start":
                         usage = event.message.usage

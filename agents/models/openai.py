@@ -17,6 +17,21 @@ from agents.models.base import ModelRequest, check_request_allowed
 
 LABELS = {"openai": "OpenAI", "ollama": "Ollama", "lmstudio": "LM Studio", "vllm": "vLLM"}
 
+# SDK clients (and their connection pools) shared per event loop, keyed by API key and base URL: pooled
+# connections belong to the loop that opened them, and a new client per request would pay for a fresh
+# TLS context and connection each time.
+_ClientKey = tuple[str, str | None]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, openai.AsyncOpenAI]] = weakref.WeakKeyDictionary()
+
+
+def _client_for(api_key: str, base_url: str | None) -> openai.AsyncOpenAI:
+    """The shared client of the running loop for this key and URL; the SDK's own retries are off."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get((api_key, base_url))
+    if client is None:
+        client = per_loop[(api_key, base_url)] = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+    return client
+
 
 class OpenAIModel:
     """A chat model behind the Chat Completions API: `stream` yields text deltas, tool calls, then one `ResponseEnd`.
@@ -36,19 +51,9 @@ class OpenAIModel:
             raise AgentConfigError(f"No {self.label} API key: pass api_key or set the OPENAI_API_KEY environment variable")
         self._api_key = key
         self.base_url = base_url or os.getenv("OPENAI_BASE_URL") or None
-        self._client: openai.AsyncOpenAI | None = None
-        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.name!r}, provider={self.provider!r}, base_url={self.base_url!r})"
-
-    def _get_client(self) -> openai.AsyncOpenAI:
-        # One client (and connection pool) per event loop: pooled connections belong to the loop that opened them.
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
-            self._client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0)
-            self._client_loop = weakref.ref(loop)
-        return self._client
 
     def request_params(self, request: ModelRequest) -> dict[str, Any]:
         """The keyword arguments of `chat.completions.create` for `request`."""
@@ -83,7 +88,7 @@ class OpenAIModel:
         finish_reason: str | None = None
         calls: dict[int, dict[str, Any]] = {}
         try:
-            async with await self._get_client().chat.completions.create(**params) as chunks:
+            async with await _client_for(self._api_key, self.base_url).chat.completions.create(**params) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
