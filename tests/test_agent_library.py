@@ -188,14 +188,16 @@ async def test_the_coalescer_flushes_at_the_size_or_the_deadline():
         flushed.append((seq, text, time.monotonic()))
 
     coalescer = DeltaCoalescer(flush_to, max_chars=10, max_delay_ms=50)
+    await coalescer.add("first")  # the first text of a run is not held back
+    assert [f[:2] for f in flushed] == [(1, "first")]
     start = time.monotonic()
     await coalescer.add("abc")
     await coalescer.add("defghijk")  # 11 chars: flushed at once
-    assert [f[:2] for f in flushed] == [(1, "abcdefghijk")]
+    assert [f[:2] for f in flushed] == [(1, "first"), (2, "abcdefghijk")]
     await coalescer.add("x")
     await asyncio.sleep(0.12)  # the deadline flushes the rest
-    assert [f[:2] for f in flushed] == [(1, "abcdefghijk"), (2, "x")]
-    assert 0.04 <= flushed[1][2] - start <= 0.11
+    assert [f[:2] for f in flushed][2:] == [(3, "x")]
+    assert 0.04 <= flushed[2][2] - start <= 0.11
     await coalescer.add("tail")
     await coalescer.close()
-    assert coalescer.text == "abcdefghijkxtail" and coalescer.seq == 3
+    assert coalescer.text == "firstabcdefghijkxtail" and coalescer.seq == 4

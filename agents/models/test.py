@@ -114,6 +114,7 @@ class TestModel:
                 raise ProviderError(str(self.fail), f"test model failure ({self.fail})", self.fail in RETRYABLE_CODES)
             if index >= len(words):
                 break
-            await asyncio.sleep(delay)
+            # The first word comes at once, the others at the token rate.
+            await asyncio.sleep(delay if index else 0)
             yield TextDelta(words[index])
         yield ResponseEnd(Usage(input_tokens, len(words)))

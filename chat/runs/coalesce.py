@@ -27,7 +27,8 @@ class DeltaCoalescer:
         if not self.buffer:
             self.started_at = time.time()
         self.buffer += text
-        if len(self.buffer) >= self.max_chars:
+        # The first text of a run goes out at once: time to first token is what users feel.
+        if self.seq == 0 or len(self.buffer) >= self.max_chars:
             await self.flush()
         elif self._timer is None and self.buffer:
             self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._on_timer)
