@@ -179,6 +179,7 @@ async def runs(request):
             for key in client.scan_iter(pattern):
                 client.delete(key)
         yield worker
+        await _end_active_runs()
         return
     yield None
     from chat.runs.dispatch import run_executor
@@ -187,3 +188,18 @@ async def runs(request):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _end_active_runs(timeout: float = 10.0) -> None:
+    """Stop the runs a test left going and wait for the worker to end them, so no worker write
+    races the database flush after the test."""
+    from chat.models import AgentRun
+    from chat.runs.dispatch import stop_run
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    async for run in AgentRun.objects.filter(status__in=AgentRun.ACTIVE):
+        await stop_run(str(run.id))
+    while await AgentRun.objects.filter(status__in=AgentRun.ACTIVE).aexists():
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
