@@ -1,0 +1,713 @@
+/* Nous Chat: the conversation page.
+ *
+ * Server data arrives through json_script "page-data"; everything else through the socket
+ * (static/js/socket.js), one handler per frame type in `handlers`. Server text is rendered by
+ * static/js/markdown.js or textContent, never through innerHTML.
+ */
+(function () {
+  "use strict";
+
+  var data = JSON.parse(document.getElementById("page-data").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var ui = {
+    messages: $("messages"),
+    list: $("message-list"),
+    empty: $("empty-state"),
+    input: $("input"),
+    composer: $("composer"),
+    send: $("send"),
+    stop: $("stop"),
+    status: $("status"),
+    banner: $("error-banner"),
+    bannerText: $("error-text"),
+    retry: $("retry"),
+    dismiss: $("error-dismiss"),
+    loadOlder: $("load-older"),
+    jump: $("jump-latest"),
+    title: $("conversation-title"),
+    usage: $("conversation-usage"),
+    counter: $("char-count"),
+    settingsForm: $("settings-form"),
+    settingsPanel: $("settings-panel"),
+    model: $("settings-model"),
+    instructions: $("settings-instructions"),
+    temperature: $("settings-temperature"),
+    maxTokens: $("settings-max-tokens"),
+    settingsSave: $("settings-save"),
+    settingsNote: $("settings-note"),
+    settingsIgnored: $("settings-ignored"),
+  };
+
+  var ROLE_NAMES = { user: null, assistant: "Assistant", system: "System", error: "Error", tool: "Tool" };
+  var STICK_PX = 48;
+
+  var state = {
+    conversation: data.conversation,
+    records: {},       // message id -> record
+    runs: {},          // run_id -> the assistant record of that run
+    activeRun: null,   // {run_id, status, position}
+    pending: null,     // {client_id, content, fromInput}: a message.send not answered yet
+    expectRun: false,  // our message was stored; its run.queued is on its way
+    stopRef: null,
+    settingsRef: null,
+    settingsDirty: false,
+    historyRef: null,
+    hasMore: false,
+    readyOnce: false,
+    stick: true,
+    dirty: [],
+    frameRequested: false,
+  };
+
+  function uuid() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    // Non-secure contexts (plain http on a LAN address) lack randomUUID.
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 0x100).toString(16).slice(1); }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
+  function make(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function formatTime(iso) {
+    if (!iso) return "";
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) return "";
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function number(n) {
+    return typeof n === "number" ? n.toLocaleString() : "0";
+  }
+
+  // --- messages ---------------------------------------------------------------------------
+
+  /* A record is one bubble: {el, content, badge, usage, message, text, runId}. */
+  function createRecord(message) {
+    var article = make("article", "message");
+    var meta = make("div", "meta");
+    var author = make("span", "author");
+    var badge = make("span", "badge");
+    var time = make("time", "time");
+    meta.appendChild(author);
+    meta.appendChild(badge);
+    meta.appendChild(time);
+    var content = make("div", "content");
+    var usage = make("div", "usage");
+    article.appendChild(meta);
+    article.appendChild(content);
+    article.appendChild(usage);
+    var record = { el: article, author: author, badge: badge, time: time, content: content, usage: usage,
+                   message: {}, text: "", runId: null, streamed: null };
+    applyMessage(record, message);
+    return record;
+  }
+
+  /* Copy a server message (or a partial one for a placeholder) onto a record and redraw it. */
+  function applyMessage(record, message) {
+    var m = record.message = Object.assign({}, record.message, message);
+    if (m.id) {
+      record.el.dataset.id = m.id;
+      state.records[m.id] = record;
+    }
+    if (m.run_id) {
+      record.runId = m.run_id;
+      record.el.dataset.runId = m.run_id;
+      if (m.role === "assistant") state.runs[m.run_id] = record;
+    }
+    record.el.dataset.role = m.role || "assistant";
+    record.el.dataset.status = m.status || "complete";
+    if (m.client_id) record.el.dataset.clientId = m.client_id;
+    var name = ROLE_NAMES[m.role];
+    record.author.textContent = name === null || name === undefined ? (m.author || "You") : name;
+    if (m.role === "user" && m.author === data.username) record.author.textContent = "You";
+    var badges = { stopped: "stopped", failed: "failed", streaming: "writing…" };
+    record.badge.textContent = badges[m.status] || "";
+    record.badge.hidden = !badges[m.status];
+    record.badge.className = "badge badge-" + (m.status || "complete");
+    record.time.textContent = formatTime(m.created_at);
+    if (m.created_at) record.time.setAttribute("datetime", m.created_at);
+    if (typeof message.content === "string") record.text = message.content;
+    renderUsage(record);
+    draw(record);
+  }
+
+  function renderUsage(record) {
+    var usage = record.message.usage;
+    record.usage.textContent = "";
+    record.usage.hidden = !(usage && record.message.role === "assistant");
+    if (record.usage.hidden) return;
+    [["in", usage.input_tokens], ["out", usage.output_tokens], ["total", usage.total_tokens]].forEach(function (part) {
+      var span = make("span", "usage-" + part[0]);
+      span.textContent = part[0] + " " + number(part[1]);
+      record.usage.appendChild(span);
+    });
+    record.usage.appendChild(document.createTextNode(" tokens"));
+  }
+
+  function draw(record) {
+    record.content.textContent = "";
+    if (record.message.role === "error") {
+      record.content.appendChild(make("p", null, record.text));
+    } else {
+      record.content.appendChild(window.NousMarkdown.render(record.text));
+    }
+    record.el.classList.toggle("empty", !record.text);
+  }
+
+  /* Streaming redraws once per animation frame, however many deltas arrived meanwhile. */
+  function drawSoon(record) {
+    if (state.dirty.indexOf(record) < 0) state.dirty.push(record);
+    if (state.frameRequested) return;
+    state.frameRequested = true;
+    var run = function () {
+      state.frameRequested = false;
+      var dirty = state.dirty;
+      state.dirty = [];
+      dirty.forEach(draw);
+      afterContent();
+    };
+    if (document.hidden || !window.requestAnimationFrame) window.setTimeout(run, 50);
+    else window.requestAnimationFrame(run);
+  }
+
+  function insert(record, where) {
+    if (where === "top") {
+      ui.list.insertBefore(record.el, ui.list.firstChild);
+    } else {
+      ui.list.appendChild(record.el);
+    }
+    ui.empty.hidden = true;
+  }
+
+  /* Show a server message: update its bubble if we have one (by id, or by run for a streaming
+   * placeholder), else add one at the end. */
+  function upsert(message, where) {
+    var record = message.id && state.records[message.id];
+    if (!record && message.role === "assistant" && message.run_id) record = state.runs[message.run_id];
+    if (record) {
+      applyMessage(record, message);
+      return record;
+    }
+    record = createRecord(message);
+    insert(record, where);
+    return record;
+  }
+
+  /* The assistant bubble of a run, made as a placeholder if the run has none yet. */
+  function runRecord(runId) {
+    var record = state.runs[runId];
+    if (record) return record;
+    record = createRecord({ role: "assistant", status: "streaming", content: "", run_id: runId, author: "assistant" });
+    insert(record);
+    return record;
+  }
+
+  function oldestId() {
+    var first = ui.list.querySelector(".message[data-id]");
+    return first ? first.dataset.id : null;
+  }
+
+  function lastUserText() {
+    var users = ui.list.querySelectorAll('.message[data-role="user"][data-id]');
+    var last = users[users.length - 1];
+    return last && state.records[last.dataset.id] ? state.records[last.dataset.id].text : null;
+  }
+
+  // --- scrolling --------------------------------------------------------------------------
+
+  function atBottom() {
+    var m = ui.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight <= STICK_PX;
+  }
+
+  function scrollToBottom() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function afterContent() {
+    if (state.stick) scrollToBottom();
+    ui.jump.hidden = state.stick;
+  }
+
+  ui.messages.addEventListener("scroll", function () {
+    state.stick = atBottom();
+    if (state.stick) ui.jump.hidden = true;
+  });
+  ui.jump.addEventListener("click", function () {
+    state.stick = true;
+    scrollToBottom();
+    ui.jump.hidden = true;
+  });
+
+  // --- composer ---------------------------------------------------------------------------
+
+  function runActive() {
+    return !!state.activeRun || state.expectRun;
+  }
+
+  function updateComposer() {
+    var busy = runActive() || !!state.pending;
+    ui.input.disabled = busy;
+    ui.send.disabled = busy;
+    ui.stop.hidden = !state.activeRun;
+    ui.stop.disabled = !!state.stopRef;
+    ui.stop.textContent = state.stopRef ? "Stopping…" : "Stop";
+    ui.composer.dataset.state = state.activeRun ? "running" : state.pending ? "sending" : "idle";
+    if (state.pending) ui.send.textContent = "Sending…";
+    else ui.send.textContent = "Send";
+    updateCounter();
+  }
+
+  function updateCounter() {
+    var length = ui.input.value.length, max = data.max_message_chars;
+    ui.counter.hidden = length < max * 0.8;
+    ui.counter.textContent = number(length) + " / " + number(max);
+    ui.counter.classList.toggle("over", length > max);
+  }
+
+  function autoGrow() {
+    ui.input.style.height = "auto";
+    ui.input.style.height = Math.min(ui.input.scrollHeight, 240) + "px";
+  }
+
+  /* Post a message: keep it pending (and the text in the input) until the server answers. */
+  function sendMessage(content, fromInput) {
+    content = content.trim();
+    if (!content || state.pending || runActive()) return;
+    if (content.length > data.max_message_chars) {
+      showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.", false);
+      return;
+    }
+    hideBanner();
+    state.pending = { client_id: uuid(), content: content, fromInput: fromInput };
+    transmitPending();
+    updateComposer();
+  }
+
+  function transmitPending() {
+    if (!state.pending) return;
+    sock.send({ type: "message.send", content: state.pending.content, client_id: state.pending.client_id });
+  }
+
+  ui.composer.addEventListener("submit", function (event) {
+    event.preventDefault();
+    sendMessage(ui.input.value, true);
+  });
+  ui.input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendMessage(ui.input.value, true);
+    }
+  });
+  ui.input.addEventListener("input", function () {
+    autoGrow();
+    updateCounter();
+  });
+  ui.stop.addEventListener("click", function () {
+    if (!state.activeRun || state.stopRef) return;
+    state.stopRef = uuid();
+    if (!sock.send({ type: "run.stop", run_id: state.activeRun.run_id, client_id: state.stopRef })) state.stopRef = null;
+    updateComposer();
+  });
+
+  // --- banner -----------------------------------------------------------------------------
+
+  function showBanner(text, retry) {
+    ui.bannerText.textContent = text;
+    ui.retry.hidden = !retry;
+    ui.banner.hidden = false;
+  }
+
+  function hideBanner() {
+    ui.banner.hidden = true;
+  }
+
+  ui.dismiss.addEventListener("click", hideBanner);
+  ui.retry.addEventListener("click", function () {
+    var text = lastUserText();
+    hideBanner();
+    if (text) sendMessage(text, false);
+  });
+
+  // --- header, settings -------------------------------------------------------------------
+
+  /* The header: title (also in the sidebar and the tab) and the conversation's token usage. */
+  function showConversation(conversation) {
+    state.conversation = conversation;
+    var title = conversation.title || "New conversation";
+    ui.title.textContent = title;
+    document.title = title + " · Nous Chat";
+    var link = document.querySelector('.sidebar a[data-conversation-id="' + conversation.id + '"]');
+    if (link) link.textContent = title;
+    var usage = conversation.usage;
+    ui.usage.textContent = usage ? number(usage.input_tokens) + " in · " + number(usage.output_tokens) + " out tokens" : "";
+  }
+
+  /* The settings form; fields the user is editing are left alone unless `force`. */
+  function showSettings(settings, force) {
+    if (force || !state.settingsDirty) {
+      ui.model.value = settings.model || "";
+      ui.instructions.value = settings.instructions || "";
+      ui.temperature.value = settings.temperature == null ? "" : String(settings.temperature);
+      ui.maxTokens.value = settings.max_tokens == null ? "" : String(settings.max_tokens);
+      state.settingsDirty = false;
+    }
+    var ignored = settings.ignored || [];
+    [["temperature", ui.temperature], ["max_tokens", ui.maxTokens]].forEach(function (pair) {
+      var field = pair[1].closest(".field");
+      var isIgnored = ignored.indexOf(pair[0]) >= 0;
+      field.classList.toggle("ignored", isIgnored);
+      field.querySelector(".ignored-note").hidden = !isIgnored;
+    });
+    ui.settingsIgnored.textContent = ignored.length ? "This model ignores: " + ignored.join(", ").replace(/_/g, " ") : "";
+    ui.settingsIgnored.hidden = !ignored.length;
+  }
+
+  function settingsNote(text, isError) {
+    ui.settingsNote.textContent = text;
+    ui.settingsNote.className = "settings-note" + (isError ? " error" : " ok");
+    ui.settingsNote.hidden = !text;
+  }
+
+  ui.settingsForm.addEventListener("input", function () { state.settingsDirty = true; });
+  ui.settingsForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var temperature = ui.temperature.value.trim();
+    var maxTokens = ui.maxTokens.value.trim();
+    var frame = {
+      type: "settings.update",
+      model: ui.model.value.trim(),
+      instructions: ui.instructions.value,
+      temperature: temperature === "" ? null : Number(temperature),
+      max_tokens: maxTokens === "" ? null : Number(maxTokens),
+    };
+    if (frame.temperature !== null && isNaN(frame.temperature)) return settingsNote("Temperature must be a number.", true);
+    if (frame.max_tokens !== null && !Number.isInteger(frame.max_tokens)) return settingsNote("Max tokens must be a whole number.", true);
+    // The server echoes client_id as the `ref` of an error, so a refusal lands here.
+    state.settingsRef = frame.client_id = uuid();
+    if (!sock.send(frame)) {
+      state.settingsRef = null;
+      return settingsNote("Not connected; try again in a moment.", true);
+    }
+    ui.settingsSave.disabled = true;
+    settingsNote("Saving…", false);
+  });
+
+  // --- history ----------------------------------------------------------------------------
+
+  function showHasMore(hasMore) {
+    state.hasMore = hasMore;
+    ui.loadOlder.hidden = !hasMore;
+  }
+
+  ui.loadOlder.addEventListener("click", function () {
+    var before = oldestId();
+    if (!before || state.historyRef) return;
+    state.historyRef = uuid();
+    if (!sock.send({ type: "history.load", before: before, client_id: state.historyRef })) {
+      state.historyRef = null;
+      return;
+    }
+    ui.loadOlder.disabled = true;
+    ui.loadOlder.textContent = "Loading…";
+  });
+
+  function historyDone() {
+    state.historyRef = null;
+    ui.loadOlder.disabled = false;
+    ui.loadOlder.textContent = "Load older messages";
+  }
+
+  // --- runs -------------------------------------------------------------------------------
+
+  /* Our message was stored: its run.queued follows at once. Until then the composer stays
+   * locked; a run that never shows up unlocks it after a while. */
+  var expectTimer = null;
+  function expectRun(on) {
+    state.expectRun = on;
+    window.clearTimeout(expectTimer);
+    if (on) {
+      expectTimer = window.setTimeout(function () {
+        state.expectRun = false;
+        updateComposer();
+      }, 10000);
+    }
+  }
+
+  function setActiveRun(run) {
+    state.activeRun = run;
+    expectRun(false);
+    if (!run) state.stopRef = null;
+    updateComposer();
+  }
+
+  function queuedNote(record, position) {
+    record.el.dataset.queued = position > 0 ? "Waiting for a free slot (" + position + " ahead)" : "";
+  }
+
+  /* A run ended: show the stored message as the final word on its text. */
+  function endRun(frame, message) {
+    var record = runRecord(frame.run_id);
+    if (record.streamed !== null && message && record.streamed !== message.content) {
+      // The stream and the stored text disagree: the stored text wins, and we say so.
+      record.el.dataset.resynced = "true";
+      if (window.console) console.warn("run " + frame.run_id + ": streamed text differed from the stored message");
+    }
+    record.streamed = null;
+    queuedNote(record, 0);
+    if (message) applyMessage(record, message);
+    if (state.activeRun && state.activeRun.run_id === frame.run_id) setActiveRun(null);
+    afterContent();
+    return record;
+  }
+
+  // --- frames -----------------------------------------------------------------------------
+
+  var handlers = {
+    "session.ready": function (frame) {
+      showConversation(frame.conversation);
+      showSettings(frame.conversation.settings || {}, false);
+      expectRun(false);
+      var messages = frame.messages || [];
+      var firstId = messages.length ? messages[0].id : null;
+      var known = firstId && state.records[firstId];
+      messages.forEach(function (m) { upsert(m); });
+      // After a reconnect the older pages loaded before are still shown; keep their has_more.
+      if (!state.readyOnce || known && oldestId() === firstId || !oldestId()) showHasMore(frame.has_more);
+      var active = frame.active_run;
+      if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
+        // The run we watched ended while we were away; the page of messages has its final text.
+        var gone = state.runs[state.activeRun.run_id];
+        if (gone) gone.streamed = null;
+        setActiveRun(null);
+      }
+      if (active) {
+        var record = runRecord(active.run_id);
+        record.text = active.content || "";
+        record.streamed = record.text;
+        applyMessage(record, { status: "streaming" });
+        queuedNote(record, 0);
+        setActiveRun({ run_id: active.run_id, status: active.status });
+      }
+      if (state.pending) {
+        var stored = messages.filter(function (m) { return m.client_id === state.pending.client_id; })[0];
+        if (stored) handlers["message.created"]({ type: "message.created", message: stored });
+        else transmitPending();  // never answered: the same client_id, so never stored twice
+      }
+      ui.empty.hidden = ui.list.children.length > 0;
+      state.readyOnce = true;
+      state.stick = true;
+      updateComposer();
+      afterContent();
+    },
+
+    "message.created": function (frame) {
+      var message = frame.message;
+      var isNew = !state.records[message.id];
+      var pending = state.pending;
+      upsert(message);
+      if (pending && message.client_id === pending.client_id) {
+        state.pending = null;
+        if (pending.fromInput && ui.input.value.trim() === pending.content) {
+          ui.input.value = "";
+          autoGrow();
+        }
+        expectRun(isNew && !state.activeRun);
+        if (!state.conversation.title && message.role === "user") {
+          var line = message.content.split(/\s+/).join(" ").trim();
+          showConversation(Object.assign({}, state.conversation, { title: line.length <= 60 ? line : line.slice(0, 57).trim() + "..." }));
+        }
+        hideBanner();
+        updateComposer();
+      }
+      state.stick = state.stick || message.role === "user";
+      afterContent();
+    },
+
+    "run.queued": function (frame) {
+      var record = runRecord(frame.run_id);
+      queuedNote(record, frame.position);
+      if (record.streamed === null) record.streamed = "";
+      setActiveRun({ run_id: frame.run_id, status: "queued", position: frame.position });
+      afterContent();
+    },
+
+    "run.started": function (frame) {
+      var record = runRecord(frame.run_id);
+      queuedNote(record, 0);
+      if (record.streamed === null) record.streamed = record.text;
+      setActiveRun({ run_id: frame.run_id, status: "running" });
+    },
+
+    "run.delta": function (frame) {
+      var record = runRecord(frame.run_id);
+      if (record.message.status !== "streaming") return;  // a late delta after the end
+      record.text += frame.text;
+      record.streamed = (record.streamed || "") + frame.text;
+      queuedNote(record, 0);
+      if (!state.activeRun) setActiveRun({ run_id: frame.run_id, status: "running" });
+      drawSoon(record);
+    },
+
+    "run.completed": function (frame) {
+      var message = Object.assign({}, frame.message, { usage: frame.message.usage || frame.usage });
+      endRun(frame, message);
+      var usage = state.conversation.usage;
+      if (usage && frame.usage) {
+        showConversation(Object.assign({}, state.conversation, { usage: {
+          input_tokens: usage.input_tokens + frame.usage.input_tokens,
+          output_tokens: usage.output_tokens + frame.usage.output_tokens,
+          total_tokens: usage.total_tokens + frame.usage.total_tokens,
+        } }));
+      }
+    },
+
+    "run.stopped": function (frame) {
+      endRun(frame, frame.message);
+    },
+
+    "run.failed": function (frame) {
+      var partial = frame.partial || null;
+      endRun(frame, partial);
+      var runRecordOf = state.runs[frame.run_id];
+      if (!partial && runRecordOf) applyMessage(runRecordOf, { status: "failed" });
+      if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
+      var error = frame.error || {};
+      showBanner(error.message || "The answer failed.", true);
+      afterContent();
+    },
+
+    "run.tool_call": function (frame) {
+      var call = frame.tool_call || {};
+      upsert({ id: "tool-" + call.id, role: "tool", status: "complete", author: "tool",
+               content: "Calling tool `" + (call.name || "?") + "`" });
+    },
+
+    "run.tool_result": function (frame) {
+      var record = state.records["tool-" + frame.tool_call_id];
+      if (record) {
+        applyMessage(record, { content: record.text + (frame.is_error ? " failed: " : " → ") + frame.result,
+                               status: frame.is_error ? "failed" : "complete" });
+      }
+    },
+
+    "conversation.updated": function (frame) {
+      showConversation(frame.conversation);
+      showSettings(frame.conversation.settings || {}, !!state.settingsRef);
+      if (state.settingsRef) {
+        state.settingsRef = null;
+        ui.settingsSave.disabled = false;
+        settingsNote("Saved. The next answer uses these settings.", false);
+      }
+    },
+
+    "history": function (frame) {
+      var m = ui.messages;
+      var fromBottom = m.scrollHeight - m.scrollTop;
+      var messages = frame.messages || [];
+      for (var i = messages.length - 1; i >= 0; i--) {
+        if (!state.records[messages[i].id]) upsert(messages[i], "top");
+      }
+      showHasMore(frame.has_more);
+      historyDone();
+      // Keep what the user was reading where it was.
+      m.scrollTop = m.scrollHeight - fromBottom;
+    },
+
+    "error": function (frame) {
+      var ref = frame.ref;
+      if (ref && state.pending && ref === state.pending.client_id) {
+        var pending = state.pending;
+        state.pending = null;
+        // Nothing typed is lost: the text stays in (or comes back to) the input.
+        if (!ui.input.value.trim()) ui.input.value = pending.content;
+        updateComposer();
+        autoGrow();
+        ui.input.focus();
+        showBanner(frame.message, false);
+        return;
+      }
+      if (ref && ref === state.settingsRef) {
+        state.settingsRef = null;
+        ui.settingsSave.disabled = false;
+        settingsNote(frame.message, true);
+        return;
+      }
+      if (ref && ref === state.historyRef) {
+        historyDone();
+        showBanner(frame.message, false);
+        return;
+      }
+      if (ref && ref === state.stopRef) {
+        state.stopRef = null;
+        updateComposer();
+        if (frame.code === "not_found") return;  // it ended by itself meanwhile
+      }
+      showBanner(frame.message, false);
+    },
+
+    "typing": function () {},
+    "pong": function () {},
+  };
+
+  // --- connection -------------------------------------------------------------------------
+
+  var STATUS_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", closed: "Offline" };
+
+  function showStatus(name, info) {
+    var text = STATUS_TEXT[name] || name;
+    if (name === "reconnecting" && info.delay) text = "Reconnecting in " + Math.max(1, Math.round(info.delay / 1000)) + " s…";
+    if (name === "closed" && info.reason) text = info.reason;
+    if (name === "reconnecting" && info.reason) ui.status.title = info.reason;
+    ui.status.textContent = text;
+    ui.status.dataset.state = name;
+  }
+
+  var sock = new window.NousSocket({
+    path: data.ws_path,
+    onStatus: function (name, info) {
+      showStatus(name, info);
+      if (name === "closed" && info.code) {
+        ui.input.disabled = ui.send.disabled = true;
+        showBanner(info.reason, false);
+      }
+    },
+    onFrame: function (frame) {
+      var handler = handlers[frame.type];
+      if (handler) handler(frame);
+    },
+  });
+
+  var layout = $("chat-layout"), toggle = $("sidebar-toggle");
+  function openSidebar(open) {
+    layout.classList.toggle("sidebar-open", open);
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  toggle.addEventListener("click", function (event) {
+    event.stopPropagation();
+    openSidebar(!layout.classList.contains("sidebar-open"));
+  });
+  $("chat").addEventListener("click", function () { openSidebar(false); });
+
+  window.addEventListener("online", function () { sock.reconnectNow(); });
+  // Leaving (or reloading): close quietly instead of showing "Reconnecting" for a moment.
+  window.addEventListener("pagehide", function () { sock.close("Leaving"); });
+  window.addEventListener("pageshow", function (event) { if (event.persisted) window.location.reload(); });
+
+  // Under test, the page's state can be inspected; nothing here is an API.
+  window.NousChat = { state: state, socket: sock };
+
+  showConversation(data.conversation);
+  showSettings(data.conversation.settings || {}, true);
+  updateComposer();
+  sock.connect();
+})();
