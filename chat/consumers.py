@@ -100,6 +100,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise FrameError("too_long", f"Messages are limited to {settings.NOUS_MAX_MESSAGE_CHARS} characters")
         if not await user_counters().allow_send(self.scope["user"].id):
             raise FrameError("rate_limited", "You are sending messages too fast; wait a minute")
+        untitled = not self.conversation.title
         try:
             sent = await self._store_and_queue(content, client_id)
         except lifecycle.Busy:
@@ -112,6 +113,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await publish(self.conversation.id, {**created, "exclude": self.channel_name})
         await publish(self.conversation.id, {"type": "run.queued", "run_id": str(sent.run.id), "position": sent.position})
         await run_executor().submit(str(sent.run.id))
+        if untitled and self.conversation.title:  # the first message named the conversation
+            await publish(self.conversation.id, {"type": "conversation.updated", "conversation": await self._conversation_dict()})
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
         run = await self._find_run(frame.get("run_id"), active_only=True)
@@ -288,5 +291,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         Conversation.objects.filter(id=self.conversation.id).update(**changes)
+        return self._fresh_conversation_dict()
+
+    def _fresh_conversation_dict(self) -> dict[str, Any]:
         self.conversation.refresh_from_db()
         return session.conversation_dict(self.conversation)
+
+    _conversation_dict = database_sync_to_async(_fresh_conversation_dict)

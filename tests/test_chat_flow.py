@@ -6,9 +6,11 @@ Runs in both modes: in-process runs (embedded default) and a real Celery worker 
 import asyncio
 
 import pytest
+from django.conf import settings
 
 from chat.models import AgentRun, Conversation, Message
 from tests.chat_helpers import deltas_text, messages_of, run_of, send_frame
+from tests.conftest import PRODUCTION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
@@ -203,3 +205,33 @@ async def test_history_pages_back_fifty_at_a_time(alice, conversation, sockets):
     await socket.send({"type": "history.load", "before": older["messages"][0]["id"]})
     oldest = await socket.recv()
     assert [m["content"] for m in oldest["messages"]] == [f"m{i}" for i in range(20)] and not oldest["has_more"]
+
+
+async def test_the_first_message_names_the_conversation_in_every_tab(alice, conversation, sockets):
+    first = await sockets.open(alice, conversation)
+    other = await sockets.open(alice, conversation)
+    await first.send(send_frame("Plan a trip to Lisbon"))
+    updated, _ = await other.recv_until("conversation.updated")
+    assert updated["conversation"]["title"] == "Plan a trip to Lisbon"
+    await first.recv_until("run.completed")
+    await first.send(send_frame("and Porto"))
+    _, frames = await first.recv_until("run.completed")
+    assert "conversation.updated" not in [f["type"] for f in frames]  # named once
+
+
+async def test_a_run_whose_replay_log_breaks_fails_instead_of_hanging(alice, conversation, sockets):
+    from chat.runs.replay import replay_log
+
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:tps=50,words=200")
+    socket = await sockets.open(alice, conversation)
+    await socket.send(send_frame("break the ledger"))
+    delta, _ = await socket.recv_until("run.delta")
+    if PRODUCTION:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).delete(f"nous:run:{delta['run_id']}:deltas")
+    else:
+        replay_log().entries.pop(delta["run_id"])
+    failed, _ = await socket.recv_until("run.failed", timeout=10)
+    assert failed["error"]["code"] == "internal"
+    assert (await run_of(failed["run_id"])).status == "failed"

@@ -48,7 +48,7 @@ class RunExecution:
     async def run(self) -> None:
         await publish(self.conversation_id, {"type": "run.started", "run_id": self.run_id, "model": self.claimed.model})
         streaming = asyncio.create_task(self._stream())
-        stop_wait = asyncio.create_task(stop_signal().wait(self.run_id))
+        stop_wait = asyncio.create_task(self._wait_for_stop())
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             done, _ = await asyncio.wait({streaming, stop_wait, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
@@ -56,9 +56,13 @@ class RunExecution:
             for task in (streaming, stop_wait, heartbeat):
                 task.cancel()
             results = await asyncio.gather(streaming, stop_wait, heartbeat, return_exceptions=True)
-        await self.coalescer.close()
-        if streaming in done and isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
-            log.error("run %s crashed", self.run_id, exc_info=results[0])
+        crash = results[0] if streaming in done and not isinstance(results[0], asyncio.CancelledError) else None
+        try:
+            await self.coalescer.close()
+        except Exception as error:  # e.g. the replay log is gone: still end the run, once
+            crash = crash or error
+        if isinstance(crash, BaseException):
+            log.error("run %s crashed", self.run_id, exc_info=crash)
             self.outcome = ("failed", ProviderError("internal", "The run crashed"))
         if self.outcome is None:
             # Stopped by `run.stop` (signal or flag seen at a checkpoint), or ended by someone else.
@@ -89,13 +93,25 @@ class RunExecution:
                 case RunError(error=error):
                     self.outcome = ("failed", error)
 
+    async def _wait_for_stop(self) -> None:
+        """Return when a stop is signalled. If the signal fails, the checkpoint's flag still works."""
+        try:
+            await stop_signal().wait(self.run_id)
+        except Exception:
+            log.exception("stop signal of run %s failed; relying on the checkpoint", self.run_id)
+            await asyncio.Event().wait()
+
     async def _heartbeat(self) -> None:
         """Checkpoint the partial text every NOUS_CHECKPOINT_SECS; return when the run must stop."""
         while True:
             await asyncio.sleep(settings.NOUS_CHECKPOINT_SECS)
-            alive = await sync_to_async(lifecycle.checkpoint)(
-                self.run_id, self.claimed.message_id, self.coalescer.text, self.coalescer.seq
-            )
+            try:
+                alive = await sync_to_async(lifecycle.checkpoint)(
+                    self.run_id, self.claimed.message_id, self.coalescer.text, self.coalescer.seq
+                )
+            except Exception:  # a database hiccup: try again; the watchdog covers a longer outage
+                log.exception("checkpoint of run %s failed", self.run_id)
+                continue
             if not alive:
                 return
 

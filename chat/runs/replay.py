@@ -19,6 +19,10 @@ from chat.runs.redis_client import redis_client
 RUNNING_TTL_SECS = 24 * 3600  # a log outlives a crashed worker long enough for the watchdog
 
 
+class ReplayLogBroken(RuntimeError):
+    """A run's log lost entries; the run cannot promise gapless replay and is failed."""
+
+
 @dataclass
 class Replay:
     """Deltas after some seq as `(seq, text)`, and the terminal frame if the run has ended."""
@@ -50,7 +54,8 @@ class MemoryReplayLog:
 
     async def append(self, run_id: str, seq: int, text: str) -> None:
         entry = self.entries.setdefault(run_id, _MemoryEntry())
-        assert seq == len(entry.deltas) + 1, f"seq {seq} after {len(entry.deltas)}"
+        if seq != len(entry.deltas) + 1:
+            raise ReplayLogBroken(f"replay log of {run_id} has {len(entry.deltas)} deltas, got seq {seq}")
         entry.deltas.append(text)
 
     async def finish(self, run_id: str, frame: dict[str, Any]) -> None:
@@ -81,7 +86,8 @@ class RedisReplayLog:
             if seq == 1:
                 pipe.expire(deltas, RUNNING_TTL_SECS)
             length, *_ = await pipe.execute()
-        assert length == seq, f"replay log of {run_id} has {length} deltas, expected {seq}"
+        if length != seq:  # the list expired or was flushed mid-run: the ledger is broken
+            raise ReplayLogBroken(f"replay log of {run_id} has {length} deltas, expected {seq}")
 
     async def finish(self, run_id: str, frame: dict[str, Any]) -> None:
         deltas, end = self._keys(run_id)
