@@ -124,6 +124,11 @@ class Agent:
                 log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
                 await self._sleep(delay)
                 continue
+            except BaseException:
+                # Cancelled (a stop) or a bug: says nothing about the provider, but a half-open
+                # trial must be released or the breaker would refuse every later call.
+                self.breaker.record_abandoned()
+                raise
             self.breaker.record_success()
             return
 

@@ -71,6 +71,11 @@ class CircuitBreaker:
                 self.opened_at = self.clock()
             self.trial_in_flight = False
 
+    def record_abandoned(self) -> None:
+        """A call ended without a verdict (cancelled): free the half-open trial slot."""
+        with self._lock:
+            self.trial_in_flight = False
+
     def snapshot(self) -> dict[str, object]:
         """The breaker's state as plain data, for health pages and the admin."""
         return {"name": self.name, "state": self.state, "failures": self.failures}

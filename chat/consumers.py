@@ -8,17 +8,18 @@ import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents.errors import AgentConfigError
-from agents.models import parse_model_id
+from agents.models import parse_model_id, resolve_model
 from chat import session
 from chat.limits import FrameBucket, user_counters
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError, parse_client_frame
 from chat.runs import lifecycle
-from chat.runs.dispatch import run_executor, stop_run
+from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
 from chat.runs.publish import publish
 from chat.runs.replay import replay_log
 from chat.runs.watchdog import ensure_watchdog
@@ -34,6 +35,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     conversation: Conversation
     counted = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A consumer can end without `disconnect` (the server raises when the client vanished
+        # mid-send): release the socket's slot and group membership whatever happened.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._release()
 
     async def connect(self) -> None:
         # Accept first, then close with a code: a close before accept reaches a browser as a bare 403.
@@ -64,10 +73,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code)
 
     async def disconnect(self, code: int) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
         if self.counted:
             self.counted = False
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await user_counters().close_socket(self.scope["user"].id)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            finally:
+                await user_counters().close_socket(self.scope["user"].id)
 
     # --- client frames -------------------------------------------------------------------
 
@@ -85,7 +99,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             handler = getattr(self, "on_" + frame["type"].replace(".", "_"))
             await handler(frame)
         except FrameError as error:
-            await self._send_error(error.code, error.message, ref)
+            await self._send_error(error.code, error.message, ref or _client_id_of(text_data))
+        except StopConsumer:
+            raise
         except Exception:
             log.exception("chat frame failed")
             await self._send_error("internal", "Something went wrong on our side", ref)
@@ -100,7 +116,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise FrameError("too_long", f"Messages are limited to {settings.NOUS_MAX_MESSAGE_CHARS} characters")
         if not await user_counters().allow_send(self.scope["user"].id):
             raise FrameError("rate_limited", "You are sending messages too fast; wait a minute")
-        untitled = not self.conversation.title
         try:
             sent = await self._store_and_queue(content, client_id)
         except lifecycle.Busy:
@@ -111,9 +126,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         # Other tabs on the conversation; this socket was answered directly above.
         await publish(self.conversation.id, {**created, "exclude": self.channel_name})
-        await publish(self.conversation.id, {"type": "run.queued", "run_id": str(sent.run.id), "position": sent.position})
-        await run_executor().submit(str(sent.run.id))
-        if untitled and self.conversation.title:  # the first message named the conversation
+        run_id = str(sent.run.id)
+        try:
+            await run_executor().submit(run_id)
+        except Exception:
+            # Not handed over: end it now, or the conversation would stay busy until the watchdog.
+            log.exception("could not submit run %s", run_id)
+            await fail_unsubmitted(run_id)
+            return
+        await publish(self.conversation.id, {"type": "run.queued", "run_id": run_id, "position": sent.position})
+        if sent.titled:
             await publish(self.conversation.id, {"type": "conversation.updated", "conversation": await self._conversation_dict()})
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
@@ -122,10 +144,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise FrameError("not_found", "No answer is being written")
 
     async def on_run_resume(self, frame: dict[str, Any]) -> None:
-        run_id, after_seq = frame["run_id"], max(0, frame["after_seq"])
-        run = await self._find_run(run_id)
+        run = await self._find_run(frame["run_id"])
         if run is None:
             raise FrameError("not_found", "No such run in this conversation")
+        run_id, after_seq = str(run.id), max(0, frame["after_seq"])
         self.seen_seq[run_id] = after_seq
         replay = await replay_log().read(run_id, after_seq)
         if replay is not None:
@@ -195,7 +217,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- helpers ---------------------------------------------------------------------------
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame))
+        try:
+            await self.send(text_data=json.dumps(frame))
+        except OSError:  # the client is gone (uvicorn's ClientDisconnected): end this consumer
+            raise StopConsumer() from None
 
     async def _send_error(self, code: str, message: str, ref: str | None = None) -> None:
         await self._send_frame({"type": "error", "code": code, "message": message, "ref": ref})
@@ -274,7 +299,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise FrameError("bad_request", "settings.update: nothing to change")
         if "model" in changes:
             try:
-                parse_model_id(changes["model"])
+                provider, _ = parse_model_id(changes["model"])
+                if provider not in settings.NOUS_ALLOWED_PROVIDERS:
+                    raise AgentConfigError(f"The {provider!r} provider is not enabled on this server")
+                if provider == "test":
+                    resolve_model(changes["model"])  # checks the test model's options and bounds
             except AgentConfigError as error:
                 raise FrameError("bad_request", str(error)) from None
             changes["model"] = changes["model"].strip()
@@ -298,3 +327,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return session.conversation_dict(self.conversation)
 
     _conversation_dict = database_sync_to_async(_fresh_conversation_dict)
+
+
+def _client_id_of(text: str | None) -> str | None:
+    """Best effort: the `client_id` of a refused frame, so the page can match the error to its send."""
+    if not text:
+        return None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    client_id = frame.get("client_id") if isinstance(frame, dict) else None
+    return client_id if isinstance(client_id, str) and len(client_id) <= 64 else None

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from chat.models import Conversation
@@ -54,7 +55,10 @@ def rename_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
     if title:
         conversation.title = title
         conversation.save(update_fields=["title", "updated_at"])
-    return redirect(request.POST.get("next") or "chat:list")
+    next_url = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(next_url)
+    return redirect("chat:list")
 
 
 @login_required

@@ -27,13 +27,27 @@ def envfloat(name: str, default: float) -> float:
     return float(os.getenv(name, str(default)))
 
 
+def dev_secret_key(path: Path) -> str:
+    """Read the checkout's development key, creating it once (atomically, several processes may race)."""
+    path.parent.mkdir(exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        key = "dev-only-" + secrets.token_urlsafe(32)
+        f.write(key)
+    return key
+
+
 DEBUG = envbool("DEBUG", "True")
 SECRET_KEY = os.getenv("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    # A throwaway key per process is enough for a laptop; sessions end with the process.
-    SECRET_KEY = os.getenv("NOUS_DEV_SECRET_KEY", "dev-only-" + secrets.token_urlsafe(32))
+    # One key for every process of this checkout (ASGI processes, workers, tests), kept in var/:
+    # a key per process would log users out whenever a request hit another process.
+    SECRET_KEY = os.getenv("NOUS_DEV_SECRET_KEY") or dev_secret_key(BASE_DIR / "var" / "dev-secret-key")
 
 ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -84,6 +98,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.getenv("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -147,6 +162,9 @@ CELERY_TASK_DEFAULT_QUEUE = os.getenv("NOUS_CELERY_QUEUE", "nous-runs")
 
 # --- Nous Chat ---------------------------------------------------------------------------
 NOUS_DEFAULT_MODEL = os.getenv("NOUS_DEFAULT_MODEL", "test:")
+# Providers a user may pick in the settings panel; local servers (ollama, vllm, ...) are opt-in,
+# since they make this server call ports on its own network.
+NOUS_ALLOWED_PROVIDERS = os.getenv("NOUS_ALLOWED_PROVIDERS", "anthropic,openai,test").split(",")
 NOUS_MAX_MESSAGE_CHARS = envint("NOUS_MAX_MESSAGE_CHARS", 8000)
 NOUS_MAX_FRAME_BYTES = envint("NOUS_MAX_FRAME_BYTES", 64 * 1024)
 NOUS_HISTORY_PAGE_SIZE = envint("NOUS_HISTORY_PAGE_SIZE", 50)

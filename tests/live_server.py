@@ -61,7 +61,7 @@ def uvicorn_bin() -> str:
     return str(beside if beside.exists() else ROOT / ".venv" / "bin" / "uvicorn")
 
 
-def start_server(log_path: Path, timeout: float = 30.0) -> LiveServer:
+def start_server(log_path: Path, timeout: float = 30.0, extra_env: dict[str, str] | None = None) -> LiveServer:
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -69,6 +69,7 @@ def start_server(log_path: Path, timeout: float = 30.0) -> LiveServer:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         NOUS_DEV_SECRET_KEY=SECRET,
         PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
     )
     log = open(log_path, "ab")
     process = subprocess.Popen(

@@ -201,3 +201,17 @@ async def test_the_coalescer_flushes_at_the_size_or_the_deadline():
     await coalescer.add("tail")
     await coalescer.close()
     assert coalescer.text == "firstabcdefghijkxtail" and coalescer.seq == 4
+
+
+async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
+    now = [0.0]
+    breaker = CircuitBreaker("test", failure_threshold=1, cooldown_secs=5, clock=lambda: now[0])
+    breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
+    now[0] = 6  # half-open: the next call is the trial
+    task = asyncio.create_task(Agent(TestModel(tokens_per_second=5, words=100), breaker=breaker).run("slow"))
+    await asyncio.sleep(0.3)
+    task.cancel()  # a user pressed Stop during the trial
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    result = await Agent("test:tps=0,words=3", breaker=breaker).run("next")
+    assert len(result.output.split()) == 3 and breaker.state == "closed"

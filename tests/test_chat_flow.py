@@ -184,7 +184,8 @@ async def test_settings_update_changes_the_next_run(alice, conversation, sockets
 
 
 @pytest.mark.parametrize("change", [{"model": "gpt-4"}, {"model": "nosuch:model"}, {"temperature": 5}, {"max_tokens": 0},
-                                    {"temperature": "hot"}, {}])
+                                    {"temperature": "hot"}, {}, {"model": "ollama:llama3"},
+                                    {"model": "test:words=100000000,tps=0"}, {"model": "test:tps=0.000001"}])
 async def test_bad_settings_are_refused(alice, conversation, sockets, change):
     socket = await sockets.open(alice, conversation)
     await socket.send({"type": "settings.update", **change})

@@ -63,3 +63,12 @@ def test_the_admin_shows_conversations_and_runs(admin_client, alice):
     Conversation.objects.create(owner=alice, title="watched")
     assert "watched" in admin_client.get("/admin/chat/conversation/").content.decode()
     assert admin_client.get("/admin/chat/agentrun/").status_code == 200
+
+
+def test_rename_never_redirects_off_site(client, alice):
+    conversation = Conversation.objects.create(owner=alice)
+    client.force_login(alice)
+    r = client.post(f"/chat/{conversation.id}/rename/", {"title": "x", "next": "https://evil.example/"})
+    assert r["Location"] == "/chat/"
+    r = client.post(f"/chat/{conversation.id}/rename/", {"title": "x", "next": f"/chat/{conversation.id}/"})
+    assert r["Location"] == f"/chat/{conversation.id}/"

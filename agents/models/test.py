@@ -30,6 +30,8 @@ VOCABULARY = (
     "text the model is deterministic offline and fast enough for tests demos and benchmarks"
 ).split()
 
+MAX_WORDS = 10_000
+MIN_TPS, MAX_TPS = 0.5, 10_000
 RETRYABLE_CODES = {"rate_limited", "overloaded", "timeout", "provider_unavailable"}
 
 
@@ -82,6 +84,11 @@ class TestModel:
         options.pop("fail_times", None)
         if options:
             raise AgentConfigError(f"Unknown test model option(s): {', '.join(sorted(options))}")
+        # Bounds keep a settings change from pinning a worker or the event loop.
+        if not 0 <= model.words <= MAX_WORDS:
+            raise AgentConfigError(f"test model: words must be between 0 and {MAX_WORDS}")
+        if model.tokens_per_second != 0 and not MIN_TPS <= model.tokens_per_second <= MAX_TPS:
+            raise AgentConfigError(f"test model: tps must be 0 (no delay) or between {MIN_TPS} and {MAX_TPS}")
         return model
 
     def answer_for(self, request: ModelRequest) -> list[str]:

@@ -48,7 +48,14 @@ class DeltaCoalescer:
             chunk, self.buffer = self.buffer, ""
             self.seq += 1
             self.text += chunk
-            await self.flush_to(self.seq, chunk, self.started_at)
+            # A stop must not cut a publish in half: the stored text would then hold a chunk the
+            # replay log lacks. Finish this one, then let the cancellation through.
+            publishing = asyncio.ensure_future(self.flush_to(self.seq, chunk, self.started_at))
+            try:
+                await asyncio.shield(publishing)
+            except asyncio.CancelledError:
+                await publishing
+                raise
 
     async def close(self) -> None:
         """Flush the rest and wait for a timer flush in flight."""

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
@@ -23,7 +23,7 @@ BENCH_TIMESTAMPS = os.getenv("NOUS_BENCH_TIMESTAMPS") == "1"
 
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
-    claimed = await sync_to_async(lifecycle.claim_run)(run_id)
+    claimed = await database_sync_to_async(lifecycle.claim_run)(run_id)
     if claimed is None:
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
@@ -67,7 +67,10 @@ class RunExecution:
         if self.outcome is None:
             # Stopped by `run.stop` (signal or flag seen at a checkpoint), or ended by someone else.
             self.outcome = ("stopped", None)
-        await self._finish(*self.outcome)
+        try:
+            await self._finish(*self.outcome)
+        finally:
+            stop_signal().forget(self.run_id)
 
     async def _stream(self) -> None:
         try:
@@ -106,7 +109,7 @@ class RunExecution:
         while True:
             await asyncio.sleep(settings.NOUS_CHECKPOINT_SECS)
             try:
-                alive = await sync_to_async(lifecycle.checkpoint)(
+                alive = await database_sync_to_async(lifecycle.checkpoint)(
                     self.run_id, self.claimed.message_id, self.coalescer.text, self.coalescer.seq
                 )
             except Exception:  # a database hiccup: try again; the watchdog covers a longer outage
@@ -117,7 +120,7 @@ class RunExecution:
 
     async def _finish(self, status: str, detail: Any) -> None:
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
-        frame = await sync_to_async(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
+        frame = await database_sync_to_async(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

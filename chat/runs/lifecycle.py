@@ -30,6 +30,7 @@ class SendResult:
     run: AgentRun | None
     duplicate: bool
     position: int = 0
+    titled: bool = False  # this message gave the conversation its title
 
 
 @dataclass
@@ -63,18 +64,18 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
             )
+            # The model as stored now: another tab may have changed it since this socket connected.
+            model = Conversation.objects.values_list("model", flat=True).get(id=conversation.id)
             # The partial unique index makes this insert fail while another run is active.
-            run = AgentRun.objects.create(conversation=conversation, trigger_message=message, model=conversation.model)
-            updates: dict[str, Any] = {"updated_at": timezone.now()}
-            if not conversation.title:
-                updates["title"] = conversation.title = _title_from(content)
-            Conversation.objects.filter(id=conversation.id).update(**updates)
+            run = AgentRun.objects.create(conversation=conversation, trigger_message=message, model=model)
+            Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
+            titled = bool(Conversation.objects.filter(id=conversation.id, title="").update(title=_title_from(content)))
     except IntegrityError:
         existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
         if existing:  # the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
-    return SendResult(message, run, duplicate=False)
+    return SendResult(message, run, duplicate=False, titled=titled)
 
 
 def _title_from(content: str) -> str:
@@ -173,7 +174,7 @@ def finish_run(
                 updated_at=now,
             )
         # `seq` (the last delta's) lets a socket fill any gap before it shows the end.
-        frame: dict[str, Any] = {"type": f"run.{status}", "run_id": str(run.id), "seq": seq}
+        frame: dict[str, Any] = {"type": f"run.{status}", "run_id": str(run.id), "seq": seq, "conversation_id": str(run.conversation_id)}
         if status == AgentRun.Status.COMPLETED:
             frame.update(message=message.to_dict(), usage=usage)
         elif status == AgentRun.Status.STOPPED:

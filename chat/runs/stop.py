@@ -24,10 +24,11 @@ class MemoryStopSignal:
         self.events.setdefault(run_id, asyncio.Event()).set()
 
     async def wait(self, run_id: str) -> None:
-        try:
-            await self.events.setdefault(run_id, asyncio.Event()).wait()
-        finally:
-            self.events.pop(run_id, None)
+        await self.events.setdefault(run_id, asyncio.Event()).wait()
+
+    def forget(self, run_id: str) -> None:
+        """The run has ended: drop its event."""
+        self.events.pop(run_id, None)
 
 
 class RedisStopSignal:
@@ -42,6 +43,9 @@ class RedisStopSignal:
         client = redis_client()
         await client.set(key, "1", ex=3600)
         await client.publish(channel, "stop")
+
+    def forget(self, run_id: str) -> None:
+        """Nothing to drop: the key expires by itself."""
 
     async def wait(self, run_id: str) -> None:
         key, channel = self._names(run_id)

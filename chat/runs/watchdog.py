@@ -9,7 +9,7 @@ import asyncio
 import logging
 import weakref
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.models import AgentRun
@@ -27,18 +27,23 @@ async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | N
     the partial text the replay log holds. Returns the ids it ended."""
     condition = lifecycle.stale_condition(stale_secs, queued_secs)
     ended = []
-    for run_id in await sync_to_async(lifecycle.stale_run_ids)(condition):
-        run = await AgentRun.objects.select_related("message").aget(id=run_id)
+    for run_id in await database_sync_to_async(lifecycle.stale_run_ids)(condition):
+        status, checkpointed, last_seq = await database_sync_to_async(_run_state)(run_id)
         replay = await replay_log().read(run_id)
-        text = replay.text if replay else (run.message.content if run.message else "")
-        seq = replay.last_seq if replay else run.last_seq
-        what = "stopped responding" if run.status == AgentRun.Status.RUNNING else "was never picked up by a worker"
+        text, seq = (replay.text, replay.last_seq) if replay else (checkpointed, last_seq)
+        what = "stopped responding" if status == AgentRun.Status.RUNNING else "was never picked up by a worker"
         error = {"code": "timeout", "message": f"The agent run {what}", "retryable": True}
-        frame = await sync_to_async(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
+        frame = await database_sync_to_async(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
         if frame is not None:
-            await publish_end(str(run.conversation_id), frame)
+            await publish_end(frame["conversation_id"], frame)
             ended.append(run_id)
     return ended
+
+
+def _run_state(run_id: str) -> tuple[str, str, int]:
+    """Status, checkpointed text and last seq of a run (the text the log holds is newer, if any)."""
+    run = AgentRun.objects.select_related("message").get(id=run_id)
+    return run.status, run.message.content if run.message else "", run.last_seq
 
 
 def ensure_watchdog() -> None:
