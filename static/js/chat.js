@@ -684,8 +684,26 @@
     onFrame: function (frame) {
       var handler = handlers[frame.type];
       if (handler) handler(frame);
+      watchForStall(frame);
     },
   });
+
+  /* The channel layer may drop a frame; the run's end has no later delta to reveal the gap. A run
+     silent for STALL_MS asks the server where it stands (`run.resume` answers with what was
+     missed, and the end if the run has ended). */
+  var STALL_MS = 15000, stallTimer = null;
+  function watchForStall(frame) {
+    if (frame.run_id === undefined && frame.type !== "session.ready") return;
+    if (stallTimer !== null) window.clearTimeout(stallTimer);
+    stallTimer = null;
+    if (!state.activeRun) return;
+    var runId = state.activeRun.run_id;
+    stallTimer = window.setTimeout(function check() {
+      if (!state.activeRun || state.activeRun.run_id !== runId) return;
+      sock.send({ type: "run.resume", run_id: runId, after_seq: sock.seqOf(runId) });
+      stallTimer = window.setTimeout(check, STALL_MS);
+    }, STALL_MS);
+  }
 
   var layout = $("chat-layout"), toggle = $("sidebar-toggle");
   function openSidebar(open) {
