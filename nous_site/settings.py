@@ -97,7 +97,9 @@ ASGI_APPLICATION = "nous_site.asgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.getenv("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+        # Persistent connections: runs touch the database every second; a connection per query
+        # (the 0 default) made PostgreSQL fork a backend each time and cost most of its CPU.
+        conn_max_age=envint("DB_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }

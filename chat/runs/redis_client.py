@@ -19,10 +19,3 @@ def redis_client() -> aioredis.Redis:
         client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=None, max_connections=10000)
         _clients[loop] = client
     return client
-
-
-async def close_redis_client() -> None:
-    """Close the running loop's client; a worker calls this before its per-run loop ends."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()

@@ -7,11 +7,16 @@ within a second); this signal makes the stop immediate.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import cache
 
 from django.conf import settings
 
 from chat.runs.redis_client import redis_client
+
+log = logging.getLogger("nous.runs")
+STOP_CHANNEL = "nous:run-stop"
+LISTENER_RETRY_SECS = 1.0
 
 
 class MemoryStopSignal:
@@ -31,36 +36,52 @@ class MemoryStopSignal:
         self.events.pop(run_id, None)
 
 
-class RedisStopSignal:
-    """Runs in Celery workers: a key (for a late subscriber) plus a pub/sub message (for speed)."""
+class RedisStopSignal(MemoryStopSignal):
+    """Runs in Celery workers: a key per stopped run (for a late waiter) and one pub/sub channel
+    that each worker process listens to once, waking the local run it names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listening: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
     @staticmethod
-    def _names(run_id: str) -> tuple[str, str]:
-        return f"nous:run:{run_id}:stop", f"nous:run-stop:{run_id}"
+    def _key(run_id: str) -> str:
+        return f"nous:run:{run_id}:stop"
 
     async def request(self, run_id: str) -> None:
-        key, channel = self._names(run_id)
         client = redis_client()
-        await client.set(key, "1", ex=3600)
-        await client.publish(channel, "stop")
-
-    def forget(self, run_id: str) -> None:
-        """Nothing to drop: the key expires by itself."""
+        await client.set(self._key(run_id), "1", ex=3600)
+        await client.publish(STOP_CHANNEL, run_id)
 
     async def wait(self, run_id: str) -> None:
-        key, channel = self._names(run_id)
-        client = redis_client()
-        pubsub = client.pubsub()
-        try:
-            # Subscribe first, then look at the key: a request in between is seen one way or the other.
-            await pubsub.subscribe(channel)
-            if await client.exists(key):
-                return
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    return
-        finally:
-            await pubsub.aclose()
+        await self._subscribed()
+        event = self.events.setdefault(run_id, asyncio.Event())
+        # Subscribed first, then the key: a request in between is seen one way or the other.
+        if await redis_client().exists(self._key(run_id)):
+            return
+        await event.wait()
+
+    async def _subscribed(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop not in self.listening:
+            self.listening[loop] = asyncio.Event()
+            loop.create_task(self._listen(self.listening[loop]), name="nous-stop-listener")
+        await self.listening[loop].wait()
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        while True:
+            pubsub = redis_client().pubsub()
+            try:
+                await pubsub.subscribe(STOP_CHANNEL)
+                subscribed.set()
+                async for message in pubsub.listen():
+                    if message["type"] == "message" and message["data"] in self.events:
+                        self.events[message["data"]].set()
+            except Exception:
+                log.exception("stop listener lost Redis; checkpoints still see stops")
+                await asyncio.sleep(LISTENER_RETRY_SECS)
+            finally:
+                await pubsub.aclose()
 
 
 @cache
