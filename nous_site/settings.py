@@ -176,7 +176,9 @@ NOUS_SENDS_PER_MINUTE = envint("NOUS_SENDS_PER_MINUTE", 30)
 NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20)
 NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50)
 NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100)
-NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0)
+NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0)  # heartbeat of a process's runs
+# The partial text in the database; the replay log holds it exactly, this is for a lost Redis.
+NOUS_CHECKPOINT_TEXT_SECS = envfloat("NOUS_CHECKPOINT_TEXT_SECS", 3.0)
 # A running run whose heartbeat is older than this is ended `failed` by the watchdog.
 NOUS_RUN_STALE_SECS = envfloat("NOUS_RUN_STALE_SECS", 30.0)
 # A queued run nobody picked up within this is ended `failed` too.

@@ -78,3 +78,30 @@ async def test_a_run_ends_exactly_once(alice, conversation):
     assert first is not None and second is None
     run = await run_of(str(run.id))
     assert run.status == "stopped" and run.message.content == "partial"
+
+
+async def test_a_stop_whose_signal_is_lost_still_stops_at_the_next_heartbeat(alice, conversation, sockets):
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:tps=30,words=300")
+    socket = await sockets.open(alice, conversation)
+    await socket.send(send_frame("stop me quietly"))
+    delta, _ = await socket.recv_until("run.delta")
+    # Only the database flag, as if the signal had been dropped on the way.
+    await AgentRun.objects.filter(id=delta["run_id"]).aupdate(stop_requested=True)
+    stopped, _ = await socket.recv_until("run.stopped", timeout=5)
+    assert stopped["message"]["content"] == deltas_text(socket.frames)
+    assert (await run_of(delta["run_id"])).status == "stopped"
+
+
+async def test_the_partial_text_is_checkpointed_while_streaming(alice, conversation, sockets, settings):
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:tps=30,words=300")
+    socket = await sockets.open(alice, conversation)
+    await socket.send(send_frame("checkpoint me"))
+    delta, _ = await socket.recv_until("run.delta")
+    await asyncio.sleep(settings.NOUS_CHECKPOINT_TEXT_SECS + settings.NOUS_CHECKPOINT_SECS + 0.5)
+    run = await run_of(delta["run_id"])
+    assert run.status == "running" and run.message.status == "streaming"
+    checkpointed = run.message.content
+    await socket.send({"type": "run.stop"})
+    await socket.recv_until("run.stopped")
+    # What a restart would find: several seconds' worth of the text the page was streamed.
+    assert len(checkpointed.split()) > 30 and deltas_text(socket.frames).startswith(checkpointed)

@@ -14,6 +14,7 @@ from django.conf import settings
 from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
 from chat.runs import lifecycle
 from chat.runs.coalesce import DeltaCoalescer
+from chat.runs.heartbeat import LocalRun, heartbeat
 from chat.runs.publish import publish, publish_delta, publish_end
 from chat.runs.stop import stop_signal
 
@@ -47,15 +48,20 @@ class RunExecution:
 
     async def run(self) -> None:
         await publish(self.conversation_id, {"type": "run.started", "run_id": self.run_id, "model": self.claimed.model})
+        local = LocalRun(self.run_id, self.claimed.message_id, lambda: self.coalescer.text)
+        heartbeat().register(local)
         streaming = asyncio.create_task(self._stream())
         stop_wait = asyncio.create_task(self._wait_for_stop())
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # The heartbeat sets `must_stop` when the database says so (stop flag, or ended elsewhere).
+        checkpoint_stop = asyncio.create_task(local.must_stop.wait())
+        tasks = (streaming, stop_wait, checkpoint_stop)
         try:
-            done, _ = await asyncio.wait({streaming, stop_wait, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (streaming, stop_wait, heartbeat):
+            heartbeat().unregister(self.run_id)
+            for task in tasks:
                 task.cancel()
-            results = await asyncio.gather(streaming, stop_wait, heartbeat, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
         crash = results[0] if streaming in done and not isinstance(results[0], asyncio.CancelledError) else None
         try:
             await self.coalescer.close()
@@ -103,20 +109,6 @@ class RunExecution:
         except Exception:
             log.exception("stop signal of run %s failed; relying on the checkpoint", self.run_id)
             await asyncio.Event().wait()
-
-    async def _heartbeat(self) -> None:
-        """Checkpoint the partial text every NOUS_CHECKPOINT_SECS; return when the run must stop."""
-        while True:
-            await asyncio.sleep(settings.NOUS_CHECKPOINT_SECS)
-            try:
-                alive = await database_sync_to_async(lifecycle.checkpoint)(
-                    self.run_id, self.claimed.message_id, self.coalescer.text, self.coalescer.seq
-                )
-            except Exception:  # a database hiccup: try again; the watchdog covers a longer outage
-                log.exception("checkpoint of run %s failed", self.run_id)
-                continue
-            if not alive:
-                return
 
     async def _finish(self, status: str, detail: Any) -> None:
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)

@@ -126,14 +126,18 @@ def model_history(conversation: Conversation, before_id: int) -> list[dict[str, 
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
 
 
-def checkpoint(run_id: str, message_id: int, content: str, seq: int) -> bool:
-    """Heartbeat plus partial text. False means: stop streaming (stop requested, or the run was ended)."""
-    alive = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING, stop_requested=False).update(
-        heartbeat_at=timezone.now(), last_seq=seq
-    )
-    if alive:
-        Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(content=content)
-    return bool(alive)
+def checkpoint(run_ids: list[str], texts: dict[str, tuple[int, str]]) -> set[str]:
+    """Heartbeat for a process's runs, and their partial texts (`run_id -> (message_id, text)`).
+
+    Returns the runs that must stop streaming: stop requested, or ended by someone else.
+    """
+    live = AgentRun.objects.filter(id__in=run_ids, status=AgentRun.Status.RUNNING, stop_requested=False)
+    live.update(heartbeat_at=timezone.now())
+    alive = {str(i) for i in live.values_list("id", flat=True)}
+    for run_id, (message_id, content) in texts.items():
+        if run_id in alive:
+            Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(content=content)
+    return set(run_ids) - alive
 
 
 def finish_run(
