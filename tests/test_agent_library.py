@@ -215,3 +215,20 @@ async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
         await task
     result = await Agent("test:tps=0,words=3", breaker=breaker).run("next")
     assert len(result.output.split()) == 3 and breaker.state == "closed"
+
+
+async def test_the_coalescing_window_widens_under_load():
+    flushed = []
+
+    async def flush_to(seq, text, started_at):
+        flushed.append(text)
+
+    load = [1.0]
+    coalescer = DeltaCoalescer(flush_to, max_chars=10, max_delay_ms=1000, widen=lambda: load[0])
+    await coalescer.add("first")
+    await coalescer.add("0123456789")  # 10 chars: flushed at the normal window
+    load[0] = 3.0
+    await coalescer.add("0123456789" * 2)  # 20 chars: held, the window is now 30
+    assert flushed == ["first", "0123456789"]
+    await coalescer.add("0123456789")
+    assert flushed[-1] == "0123456789" * 3

@@ -11,10 +11,18 @@ class DeltaCoalescer:
     """Buffers streamed text and hands it to `flush_to(seq, text, started_at)` in numbered chunks
     (seq from 1); `started_at` is the wall-clock time the chunk's first text arrived."""
 
-    def __init__(self, flush_to: Callable[[int, str, float], Awaitable[None]], max_chars: int = 50, max_delay_ms: int = 100) -> None:
+    def __init__(
+        self,
+        flush_to: Callable[[int, str, float], Awaitable[None]],
+        max_chars: int = 50,
+        max_delay_ms: int = 100,
+        widen: Callable[[], float] = lambda: 1.0,
+    ) -> None:
         self.flush_to = flush_to
-        self.max_chars = max_chars
-        self.max_delay = max_delay_ms / 1000
+        self.base_chars = max_chars
+        self.base_delay = max_delay_ms / 1000
+        # Under load the window widens by this factor (>= 1), so deltas/s stay below the knee.
+        self.widen = widen
         self.buffer = ""
         self.started_at = 0.0
         self.seq = 0
@@ -28,10 +36,10 @@ class DeltaCoalescer:
             self.started_at = time.time()
         self.buffer += text
         # The first text of a run goes out at once: time to first token is what users feel.
-        if self.seq == 0 or len(self.buffer) >= self.max_chars:
+        if self.seq == 0 or len(self.buffer) >= self.base_chars * self.widen():
             await self.flush()
         elif self._timer is None and self.buffer:
-            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._on_timer)
+            self._timer = asyncio.get_running_loop().call_later(self.base_delay * self.widen(), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -31,6 +31,13 @@ async def execute_run(run_id: str) -> None:
     await RunExecution(claimed).run()
 
 
+def load_factor() -> float:
+    """How much to widen the coalescing window: 1 up to NOUS_COALESCE_WIDEN_AT runs streaming in
+    this process, then in proportion, up to NOUS_COALESCE_MAX_WIDEN."""
+    runs = len(heartbeat().runs)
+    return min(settings.NOUS_COALESCE_MAX_WIDEN, max(1.0, runs / settings.NOUS_COALESCE_WIDEN_AT))
+
+
 class RunExecution:
     """The streaming part of a run, with its stop watcher and heartbeat beside it."""
 
@@ -38,7 +45,7 @@ class RunExecution:
         self.claimed = claimed
         self.run_id = claimed.run_id
         self.conversation_id = claimed.conversation_id
-        self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS)
+        self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS, load_factor)
         self.outcome: tuple[str, Any] | None = None
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
