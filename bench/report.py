@@ -26,10 +26,10 @@ def pcts(values: list[float]) -> dict[str, Any]:
 def knee(levels: list[dict[str, Any]]) -> dict[str, Any]:
     """The delivered-delta rate at which added latency p99 crosses KNEE_MS.
 
-    Levels are walked by stream count. Past the knee the delivered rate collapses (the stack falls
-    behind), so the crossing is interpolated on the *offered* rate (streams x the per-stream rate of
-    the lightest level) between the last level under KNEE_MS and the first one over it; the bracket
-    [delivered rate of the last good level, offered rate of the first bad one] is kept beside it.
+    Levels are walked by stream count; between the last level under KNEE_MS and the first one over
+    it, the crossing is interpolated on the delivered rate. Past the knee the delivered rate may
+    fall (the stack falls behind, or the coalescing window widens under load): then the knee is the
+    last good level's rate. `bracket` is [last good delivered rate, first bad offered rate].
     """
     pts = sorted((lv["streams"], lv["deltas_per_s"], lv["added_ms"]["p99"]) for lv in levels if lv["added_ms"]["p99"] is not None)
     if not pts:
@@ -38,13 +38,11 @@ def knee(levels: list[dict[str, Any]]) -> dict[str, Any]:
     good = None
     for streams, rate, p99 in pts:
         if p99 > KNEE_MS:
-            offered = round(streams * per_stream)
             if good is None:
                 return {"deltas_per_s": rate, "bound": "<=", "streams": streams, "note": f"p99 {p99} ms already at the lowest level"}
             s0, r0, q0 = good
-            o0 = s0 * per_stream
-            at = o0 + (offered - o0) * (KNEE_MS - q0) / (p99 - q0)
-            return {"deltas_per_s": round(max(r0, at)), "bound": "=", "bracket": [r0, offered], "between_streams": [s0, streams]}
+            at = r0 + (rate - r0) * (KNEE_MS - q0) / (p99 - q0) if rate > r0 else r0
+            return {"deltas_per_s": round(at), "bound": "=", "bracket": [r0, round(streams * per_stream)], "between_streams": [s0, streams]}
         good = (streams, rate, p99)
     return {"deltas_per_s": good[1], "bound": ">=", "streams": good[0], "note": f"p99 stayed under {KNEE_MS:.0f} ms"}
 
@@ -182,8 +180,14 @@ def save(results: dict[str, Any], stamp: str, mode: str) -> Path:
     return path
 
 
+def load(path: Path) -> dict[str, Any]:
+    """The configurations of a saved run: a combined file, or one configuration's own file."""
+    data = json.loads(path.read_text())
+    return data["configs"] if "configs" in data else {data["config"]["name"]: data}
+
+
 def compare(old: Path, new: Path) -> str:
-    a, b = (json.loads(p.read_text())["configs"] for p in (old, new))
+    a, b = load(old), load(new)
     names = [n for n in b if n in a]
     if not names:
         return f"no configuration in common between {old.name} and {new.name}"
