@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -27,6 +28,9 @@ from chat.runs.watchdog import ensure_watchdog
 log = logging.getLogger("nous.chat")
 
 MAX_INSTRUCTIONS_CHARS = 20_000
+# Layer events whose handlers use no database (a gap fill reads the replay log, not the database).
+DATABASE_FREE_EVENTS = frozenset({"run.delta", "run.started", "run.queued", "run.tool_call", "run.tool_result",
+                                  "run.completed", "run.stopped", "run.failed", "message.created", "conversation.updated"})
 MAX_TOKENS_LIMIT = 200_000
 
 
@@ -188,6 +192,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "pong"})
 
     # --- layer events: run frames published by chat.runs -----------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every event, a round trip through the
+        # database thread. Run frames never touch the database, and at hundreds of deltas a second
+        # that round trip was the top cost of the ASGI process (bench/README.md).
+        if message["type"] in DATABASE_FREE_EVENTS:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
 
     async def message_created(self, event: dict[str, Any]) -> None:
         if event.pop("exclude", None) != self.channel_name:
