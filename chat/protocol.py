@@ -19,7 +19,6 @@ class FrameError(Exception):
         self.message = message
 
 
-OPTIONAL = object()
 NUMBER = (int, float)
 # type -> {field: (accepted types, required)}
 CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
