@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import weakref
 from typing import Any, AsyncIterator
 
 import anthropic
 
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
+from agents.models._clients import shared_client
 from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
 from agents.models.base import ModelRequest, check_request_allowed
 
 DEFAULT_MAX_TOKENS = 4096
 LABEL = "Anthropic"
-
-# SDK clients (and their connection pools) shared per event loop, keyed by API key and base URL: pooled
-# connections belong to the loop that opened them, and a new client per request would pay for a fresh
-# TLS context and connection each time.
-_ClientKey = tuple[str, str | None]
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, anthropic.AsyncAnthropic]] = weakref.WeakKeyDictionary()
-
-
-def _client_for(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
-    """The shared client of the running loop for this key and URL; the SDK's own retries are off."""
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get((api_key, base_url))
-    if client is None:
-        client = per_loop[(api_key, base_url)] = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
-    return client
-
 
 class AnthropicModel:
     """A Claude model: `stream` yields text deltas, complete tool calls, then one `ResponseEnd`.
@@ -79,7 +62,7 @@ class AnthropicModel:
         finished = False
         tools: dict[int, dict[str, Any]] = {}
         try:
-            async with await _client_for(self._api_key, self.base_url).messages.create(**params, stream=True) as events:
+            async with await shared_client(anthropic.AsyncAnthropic, self._api_key, self.base_url).messages.create(**params, stream=True) as events:
                 async for event in events:
                     if event.type == "message_start":
                         usage = event.message.usage

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import weakref
 from typing import Any, AsyncIterator
 
 import openai
 
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
+from agents.models._clients import shared_client
 from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
 from agents.models.base import ModelRequest, check_request_allowed
 
 LABELS = {"openai": "OpenAI", "ollama": "Ollama", "lmstudio": "LM Studio", "vllm": "vLLM"}
-
-# SDK clients (and their connection pools) shared per event loop, keyed by API key and base URL: pooled
-# connections belong to the loop that opened them, and a new client per request would pay for a fresh
-# TLS context and connection each time.
-_ClientKey = tuple[str, str | None]
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, openai.AsyncOpenAI]] = weakref.WeakKeyDictionary()
-
-
-def _client_for(api_key: str, base_url: str | None) -> openai.AsyncOpenAI:
-    """The shared client of the running loop for this key and URL; the SDK's own retries are off."""
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get((api_key, base_url))
-    if client is None:
-        client = per_loop[(api_key, base_url)] = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-    return client
-
 
 class OpenAIModel:
     """A chat model behind the Chat Completions API: `stream` yields text deltas, tool calls, then one `ResponseEnd`.
@@ -88,7 +71,7 @@ class OpenAIModel:
         finish_reason: str | None = None
         calls: dict[int, dict[str, Any]] = {}
         try:
-            async with await _client_for(self._api_key, self.base_url).chat.completions.create(**params) as chunks:
+            async with await shared_client(openai.AsyncOpenAI, self._api_key, self.base_url).chat.completions.create(**params) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
