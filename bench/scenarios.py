@@ -310,6 +310,16 @@ class Bench:
                       f"by {run.worker or 'no worker'}, last heartbeat {since(run.heartbeat_at)}, ended {since(run.finished_at)}, "
                       f"last seq {run.last_seq}, stop requested {run.stop_requested}")
 
+    def _expect_completed_after_reconnects(self, label: str, m: dict[str, Any]) -> dict[str, Any]:
+        """Summarise a fault run whose clients reconnected; every run must still complete."""
+        out = {"runs": len(m["runs"]), "statuses": self._statuses(m), "reconnects": m["reconnects"],
+               "resume_dups": m["resume_dups"], "resume_ahead": m["resume_ahead"]}
+        if out["statuses"].get("completed") != len(m["runs"]) or not m["reconnects"]:
+            self.fail(f"{label}: expected every run completed after reconnects, got {out}")
+            self._explain(label, m["runs"], {"completed"})
+        self.log(f"{label}: {out}")
+        return out
+
     def _statuses(self, m: dict[str, Any]) -> dict[str, int]:
         statuses: dict[str, int] = {}
         for r in m["runs"]:
@@ -320,13 +330,7 @@ class Bench:
         label = "fault: clients drop and resume"
         self.log(f"{label}: {self.opts.fault_streams} streams, half drop their socket after 5 deltas")
         _, m = self._fault_run(label, 250, drop_fraction=0.5, drop_after=5, drop_pause=(0.05, 0.6))
-        out = {"runs": len(m["runs"]), "statuses": self._statuses(m), "reconnects": m["reconnects"],
-               "resume_dups": m["resume_dups"], "resume_ahead": m["resume_ahead"]}
-        if out["statuses"].get("completed") != len(m["runs"]) or not m["reconnects"]:
-            self.fail(f"{label}: expected every run completed after reconnects, got {out}")
-            self._explain(label, m["runs"], {"completed"})
-        self.log(f"{label}: {out}")
-        return out
+        return self._expect_completed_after_reconnects(label, m)
 
     def _fault_worker_kill(self) -> dict[str, Any]:
         from chat.models import AgentRun
@@ -371,10 +375,4 @@ class Bench:
 
         self.log(f"{label}: {self.opts.fault_streams} streams on {len(self.stack.ports)} ASGI processes; one restarts 3 s in")
         _, m = self._fault_run(label, 300, actions=[(3.0, restart)])
-        out = {"runs": len(m["runs"]), "statuses": self._statuses(m), "reconnects": m["reconnects"],
-               "resume_dups": m["resume_dups"], "resume_ahead": m["resume_ahead"]}
-        if out["statuses"].get("completed") != len(m["runs"]) or not m["reconnects"]:
-            self.fail(f"{label}: expected every run completed after reconnects, got {out}")
-            self._explain(label, m["runs"], {"completed"})
-        self.log(f"{label}: {out}")
-        return out
+        return self._expect_completed_after_reconnects(label, m)
