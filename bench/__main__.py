@@ -49,6 +49,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=300, help="threads per Celery worker")
     p.add_argument("--clients", type=int, default=2, help="client processes")
     p.add_argument("--db-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the servers (default: the app's own default)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting for every server process, e.g. --env NOUS_COALESCE_MAX_WIDEN=1 (repeatable)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="print two saved results side by side and exit")
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -70,7 +72,11 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         "idle": args.idle or (1000 if q else 10000), "idle_budget": args.idle_budget or (30.0 if q else 90.0),
         "idle_concurrency": 16, "fault_streams": 10 if q else 40,
     }
-    common = {"asgi": args.asgi, "workers": args.workers, "concurrency": args.concurrency, "db_conn_max_age": args.db_conn_max_age}
+    bad = [e for e in args.env if "=" not in e]
+    if bad:
+        sys.exit(f"--env wants NAME=VALUE, got {bad[0]!r}")
+    common = {"asgi": args.asgi, "workers": args.workers, "concurrency": args.concurrency, "db_conn_max_age": args.db_conn_max_age,
+              "extra_env": dict(e.split("=", 1) for e in args.env)}
     modes = ["production", "embedded"] if args.mode == "both" else [args.mode]
     out = []
     for mode in modes:

@@ -7,8 +7,6 @@ import logging
 import uuid
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -16,6 +14,8 @@ from django.conf import settings
 from agents.errors import AgentConfigError
 from agents.models import parse_model_id, resolve_model
 from chat import session
+from chat.db import db_call
+from chat.fanout import conversation_hub
 from chat.limits import FrameBucket, user_counters
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError, parse_client_frame
@@ -28,17 +28,18 @@ from chat.runs.watchdog import ensure_watchdog
 log = logging.getLogger("nous.chat")
 
 MAX_INSTRUCTIONS_CHARS = 20_000
-# Layer events whose handlers use no database (a gap fill reads the replay log, not the database).
-DATABASE_FREE_EVENTS = frozenset({"run.delta", "run.started", "run.queued", "run.tool_call", "run.tool_result",
-                                  "run.completed", "run.stopped", "run.failed", "message.created", "conversation.updated"})
+TERMINAL_FRAMES = frozenset({"run.completed", "run.stopped", "run.failed"})
 MAX_TOKENS_LIMIT = 200_000
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """One socket on one conversation. Run frames arrive as layer events named like the frame."""
+    """One socket on one conversation. Conversation frames come from the process's hub (`deliver`)."""
 
+    # No channel-layer channel per socket: the process's ConversationHub holds the subscription.
+    channel_layer_alias = None
     conversation: Conversation
     counted = False
+    joined = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A consumer can end without `disconnect` (the server raises when the client vanished
@@ -64,13 +65,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return await self._refuse(4429, f"user {user.id} has too many sockets")
         self.counted = True
         self.conversation = conversation
-        self.group = lifecycle.group_for(conversation.id)
+        self.socket_id = uuid.uuid4().hex
         self.frames = FrameBucket(settings.NOUS_FRAMES_PER_SECOND)
         self.seen_seq: dict[str, int] = {}
         self.ended_runs: set[str] = set()
-        # Join the group before reading state, so nothing published meanwhile is missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Frames that arrive before session.ready wait here, then follow it in order.
+        self.backlog: list[dict[str, Any]] | None = []
+        # Join before reading state, so nothing published meanwhile is missed.
+        self.joined = True
+        await conversation_hub().join(str(conversation.id), self)
         await self._send_session_ready()
+        while self.backlog:
+            await self._deliver_now(self.backlog.pop(0))
+        self.backlog = None
 
     async def _refuse(self, code: int, why: str) -> None:
         log.info("chat socket refused (%s): %s", code, why)
@@ -83,7 +90,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.counted:
             self.counted = False
             try:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                if self.joined:
+                    self.joined = False
+                    await conversation_hub().leave(str(self.conversation.id), self)
             finally:
                 await user_counters().close_socket(self.scope["user"].id)
 
@@ -129,7 +138,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if sent.duplicate:
             return
         # Other tabs on the conversation; this socket was answered directly above.
-        await publish(self.conversation.id, {**created, "exclude": self.channel_name})
+        await publish(self.conversation.id, created, exclude=self.socket_id)
         run_id = str(sent.run.id)
         try:
             await run_executor().submit(run_id)
@@ -157,9 +166,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if replay is not None:
             await self._send_deltas(run_id, replay.deltas)
             if replay.end:
-                await self._send_end(replay.end)
+                await self._send_end_frame(replay.end)
         elif not run.is_active:
-            await self._send_end(await database_sync_to_async(session.ended_frame)(run))
+            await self._send_end_frame(await db_call(session.ended_frame)(run))
 
     async def on_history_load(self, frame: dict[str, Any]) -> None:
         try:
@@ -191,23 +200,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, frame: dict[str, Any]) -> None:
         await self._send_frame({"type": "pong"})
 
-    # --- layer events: run frames published by chat.runs -----------------------------------
+    # --- conversation frames published by chat.runs, from the process's hub ---------------
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections before every event, a round trip through the
-        # database thread. Run frames never touch the database, and at hundreds of deltas a second
-        # that round trip was the top cost of the ASGI process (bench/README.md).
-        if message["type"] in DATABASE_FREE_EVENTS:
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await super().dispatch(message)
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """One published frame (`chat.fanout.layer_event`): sent on, in seq order for run deltas."""
+        if self.backlog is not None:
+            self.backlog.append(event)
+            return
+        await self._deliver_now(event)
 
-    async def message_created(self, event: dict[str, Any]) -> None:
-        if event.pop("exclude", None) != self.channel_name:
-            await self._send_frame(event)
+    async def _deliver_now(self, event: dict[str, Any]) -> None:
+        kind, text = event["frame_type"], event["json"]
+        try:
+            if kind == "run.delta":
+                await self._on_live_delta(event["run_id"], event["seq"], text)
+            elif kind in TERMINAL_FRAMES:
+                await self._send_end(event["run_id"], event["seq"] or 0, text)
+            elif event["exclude"] != self.socket_id:
+                await self._send_text(text)
+        except StopConsumer:
+            pass  # the client is gone; its disconnect ends this consumer
 
-    async def run_delta(self, event: dict[str, Any]) -> None:
-        run_id, seq = event["run_id"], event["seq"]
+    async def _on_live_delta(self, run_id: str, seq: int, text: str) -> None:
         seen = self.seen_seq.get(run_id, 0)
         if seq <= seen:
             return
@@ -215,48 +229,47 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The layer dropped something: the replay log fills the gap.
             replay = await replay_log().read(run_id, seen)
             await self._send_deltas(run_id, [d for d in (replay.deltas if replay else []) if d[0] < seq])
-        await self._send_deltas(run_id, [(seq, event["text"])], event)
-
-    async def run_completed(self, event: dict[str, Any]) -> None:
-        await self._send_end(event)
-
-    run_stopped = run_failed = run_completed
-
-    async def forward(self, event: dict[str, Any]) -> None:
-        await self._send_frame(event)
-
-    run_queued = run_started = run_tool_call = run_tool_result = conversation_updated = forward
+        await self._send_deltas(run_id, [(seq, "")], live_json=text)
 
     # --- helpers ---------------------------------------------------------------------------
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(frame))
+
+    async def _send_text(self, text: str) -> None:
         try:
-            await self.send(text_data=json.dumps(frame))
+            await self.send(text_data=text)
         except OSError:  # the client is gone (uvicorn's ClientDisconnected): end this consumer
             raise StopConsumer() from None
 
     async def _send_error(self, code: str, message: str, ref: str | None = None) -> None:
         await self._send_frame({"type": "error", "code": code, "message": message, "ref": ref})
 
-    async def _send_deltas(self, run_id: str, deltas: list[tuple[int, str]], live: dict[str, Any] | None = None) -> None:
+    async def _send_deltas(self, run_id: str, deltas: list[tuple[int, str]], live_json: str | None = None) -> None:
         for seq, text in deltas:
             if seq == self.seen_seq.get(run_id, 0) + 1:
-                # A live event is forwarded as is (with the benchmark's timestamps, if any).
-                frame = live if live is not None else {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}
-                await self._send_frame(frame)
                 self.seen_seq[run_id] = seq
+                # A live frame goes out as published (with the benchmark's timestamps, if any).
+                if live_json is not None:
+                    await self._send_text(live_json)
+                else:
+                    await self._send_frame({"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
 
-    async def _send_end(self, frame: dict[str, Any]) -> None:
-        """Send a terminal frame once per run, after every delta before it."""
-        run_id = frame["run_id"]
+    async def _send_end(self, run_id: str, seq: int, text: str) -> None:
+        """Send a run's terminal frame (JSON `text`) once, after every delta before it."""
         if run_id in self.ended_runs:
             return
         seen = self.seen_seq.get(run_id, 0)
-        if frame.get("seq", 0) > seen:
+        if seq > seen:
             replay = await replay_log().read(run_id, seen)
             await self._send_deltas(run_id, replay.deltas if replay else [])
+        if run_id in self.ended_runs:  # sent meanwhile, while the gap was read
+            return
         self.ended_runs.add(run_id)
-        await self._send_frame(frame)
+        await self._send_text(text)
+
+    async def _send_end_frame(self, frame: dict[str, Any]) -> None:
+        await self._send_end(frame["run_id"], frame.get("seq", 0), json.dumps(frame))
 
     async def _send_session_ready(self) -> None:
         state = await self._session_state()
@@ -271,24 +284,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "session.ready", **state, "active_run": active, "pending_approvals": [],
                                 "user": {"id": str(user.id), "username": user.get_username()}})
 
-    @database_sync_to_async
+    @db_call
     def _get_conversation(self, conversation_id: Any) -> Conversation | None:
         return Conversation.objects.filter(id=conversation_id).first()
 
-    @database_sync_to_async
+    @db_call
     def _session_state(self) -> dict[str, Any]:
         conversation = Conversation.objects.get(id=self.conversation.id)
         messages, has_more = session.history_page(conversation.id)
         return {"conversation": session.conversation_dict(conversation), "messages": messages, "has_more": has_more,
                 "run": session.active_run(conversation.id)}
 
-    @database_sync_to_async
+    @db_call
     def _store_and_queue(self, content: str, client_id: str) -> Any:
         sent = lifecycle.store_message_and_queue_run(self.conversation, self.scope["user"], content, client_id)
         sent.position = lifecycle.queue_position(sent.run) if sent.run else 0
         return sent
 
-    @database_sync_to_async
+    @db_call
     def _find_run(self, run_id: str | None, active_only: bool = False) -> AgentRun | None:
         q = AgentRun.objects.filter(conversation=self.conversation)
         if active_only:
@@ -300,7 +313,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return None
         return q.order_by("-created_at").first()
 
-    @database_sync_to_async
+    @db_call
     def _history(self, before: int) -> tuple[list[dict[str, Any]], bool]:
         if not Message.objects.filter(conversation=self.conversation, id=before).exists():
             raise FrameError("not_found", "No such message in this conversation")
@@ -330,7 +343,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise FrameError("bad_request", f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
         return changes
 
-    @database_sync_to_async
+    @db_call
     def _update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         Conversation.objects.filter(id=self.conversation.id).update(**changes)
         return self._fresh_conversation_dict()
@@ -339,7 +352,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation.refresh_from_db()
         return session.conversation_dict(self.conversation)
 
-    _conversation_dict = database_sync_to_async(_fresh_conversation_dict)
+    _conversation_dict = db_call(_fresh_conversation_dict)
 
 
 def _client_id_of(text: str | None) -> str | None:

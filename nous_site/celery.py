@@ -3,9 +3,17 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nous_site.settings")
 
 app = Celery("nous_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _tune_worker(**kwargs: object) -> None:
+    from nous_site.runtime import tune_interpreter
+
+    tune_interpreter()

@@ -100,7 +100,10 @@ DATABASES = {
         # Persistent connections: runs touch the database every second; a connection per query
         # (the 0 default) made PostgreSQL fork a backend each time and cost most of its CPU.
         conn_max_age=envint("DB_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        # Off by default: with Channels every database call from async code would first spend a
+        # `SELECT 1` round trip on it. A connection broken by a database restart fails one query,
+        # which the caller reports, and is then replaced (close_old_connections).
+        conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", "False"),
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -143,13 +146,20 @@ if REDIS_URL:
             # (see DESIGN.md). It is at-most-once; the replay log is the ledger.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # redis-py 8 changed these defaults in ways that break channels_redis.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10000}],
+                # redis-py 8 changed these defaults in ways that break channels_redis. The same
+                # server is listed NOUS_LAYER_CONNECTIONS times: the layer sends one message at a
+                # time per entry (a lock around each PUBLISH round trip), which capped a worker at
+                # about a thousand deltas a second; groups are spread over the entries by hash.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10000}]
+                * envint("NOUS_LAYER_CONNECTIONS", 8),
             },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A process's conversation hub (chat/fanout.py) takes every frame of its conversations: its
+    # channel must not be capped at the default 100 waiting messages. (`channel_capacity` does not
+    # work with this layer in Channels 4.3, and the hub's is the only channel in use.)
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -189,6 +199,11 @@ NOUS_RUN_STALE_SECS = envfloat("NOUS_RUN_STALE_SECS", 30.0)
 NOUS_RUN_QUEUED_TIMEOUT_SECS = envfloat("NOUS_RUN_QUEUED_TIMEOUT_SECS", 300.0)
 NOUS_WATCHDOG_INTERVAL_SECS = envfloat("NOUS_WATCHDOG_INTERVAL_SECS", 15.0)
 NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600)
+# Threads (and so database connections) per process for database calls from async code (chat/db.py).
+NOUS_DB_THREADS = envint("NOUS_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 8)
+# Interpreter tuning of the server processes (nous_site/runtime.py).
+NOUS_GIL_SWITCH_SECS = envfloat("NOUS_GIL_SWITCH_SECS", 0.0005)
+NOUS_GC_GEN0_THRESHOLD = envint("NOUS_GC_GEN0_THRESHOLD", 50_000)
 NOUS_DEMO_USER = os.getenv("NOUS_DEMO_USER", "demo")
 
 LOGGING = {

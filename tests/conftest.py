@@ -7,9 +7,11 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connection
 
 import agents.models.base
 from agents.breaker import reset_breakers
+from chat.db import close_database_threads
 from chat.protocol import check_frame
 
 # No test may reach a real provider: only loopback base URLs are allowed.
@@ -27,6 +29,18 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_threads_closed_at_the_end(django_db_setup, django_db_blocker):
+    """Threads of the app (and of asgiref) keep connections open: close them, or PostgreSQL refuses
+    to drop the test database at the end."""
+    yield
+    close_database_threads()
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture(autouse=True)

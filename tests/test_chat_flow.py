@@ -110,7 +110,12 @@ async def test_a_reload_mid_answer_loses_and_duplicates_nothing(alice, conversat
     # Resume from what the first page had: the replay fills the gap, then live deltas follow.
     await reloaded.send({"type": "run.resume", "run_id": active["run_id"], "after_seq": after_seq})
     completed, frames = await reloaded.recv_until("run.completed")
-    resumed = [f for f in frames if f["type"] == "run.delta"]
+    deltas = [f for f in frames if f["type"] == "run.delta"]
+    # A live delta may slip out between session.ready and the resume; it comes again in the replay
+    # (PROTOCOL.md: clients dedupe by seq). From the replay's first delta on: every seq once, in order.
+    replay_start = next(i for i, f in enumerate(deltas) if f["seq"] == after_seq + 1)
+    assert all(f["seq"] > active["seq"] for f in deltas[:replay_start])
+    resumed = deltas[replay_start:]
     assert [f["seq"] for f in resumed] == list(range(after_seq + 1, completed["seq"] + 1))
     assert seen + "".join(f["text"] for f in resumed) == completed["message"]["content"]
 

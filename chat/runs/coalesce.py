@@ -24,6 +24,7 @@ class DeltaCoalescer:
         # Under load the window widens by this factor (>= 1), so deltas/s stay below the knee.
         self.widen = widen
         self.buffer = ""
+        self.limit = float(max_chars)  # the size that flushes the current chunk
         self.started_at = 0.0
         self.seq = 0
         self.text = ""  # everything flushed so far: exactly the concatenated deltas
@@ -33,13 +34,16 @@ class DeltaCoalescer:
 
     async def add(self, text: str) -> None:
         if not self.buffer:
+            # A new chunk: its window is set now (the load is looked up once per chunk, not per token).
             self.started_at = time.time()
+            widen = self.widen()
+            self.limit = self.base_chars * widen
+            if self.seq and text:
+                self._timer = asyncio.get_running_loop().call_later(self.base_delay * widen, self._on_timer)
         self.buffer += text
         # The first text of a run goes out at once: time to first token is what users feel.
-        if self.seq == 0 or len(self.buffer) >= self.base_chars * self.widen():
+        if self.seq == 0 or len(self.buffer) >= self.limit:
             await self.flush()
-        elif self._timer is None and self.buffer:
-            self._timer = asyncio.get_running_loop().call_later(self.base_delay * self.widen(), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

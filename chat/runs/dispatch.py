@@ -6,10 +6,10 @@ import asyncio
 from functools import cache
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Q
 
+from chat.db import db_call
 from chat.models import AgentRun
 from chat.runs import lifecycle
 from chat.runs.executor import execute_run
@@ -46,12 +46,12 @@ def run_executor() -> InProcessExecutor | CeleryExecutor:
 
 async def stop_run(run_id: str) -> bool:
     """Stop an active run, wherever it executes; False if it was not active."""
-    state = await database_sync_to_async(lifecycle.request_stop)(run_id)
+    state = await db_call(lifecycle.request_stop)(run_id)
     if state == "running":
         await stop_signal().request(run_id)
         return True
     if state == "queued":
-        frame = await database_sync_to_async(lifecycle.finish_run)(run_id, "stopped", "", 0, condition=Q(status=AgentRun.Status.QUEUED))
+        frame = await db_call(lifecycle.finish_run)(run_id, "stopped", "", 0, condition=Q(status=AgentRun.Status.QUEUED))
         if frame is not None:
             await publish_end(frame["conversation_id"], frame)
             return True
@@ -62,6 +62,6 @@ async def stop_run(run_id: str) -> bool:
 async def fail_unsubmitted(run_id: str) -> None:
     """End a queued run that could not be handed to an executor, and tell its watchers."""
     error = {"code": "overloaded", "message": "The agent could not be started", "retryable": True}
-    frame = await database_sync_to_async(lifecycle.finish_run)(run_id, "failed", "", 0, None, error, Q(status=AgentRun.Status.QUEUED))
+    frame = await db_call(lifecycle.finish_run)(run_id, "failed", "", 0, None, error, Q(status=AgentRun.Status.QUEUED))
     if frame is not None:
         await publish_end(frame["conversation_id"], frame)

@@ -8,10 +8,10 @@ import os
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
+from chat.db import db_call
 from chat.runs import lifecycle
 from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
@@ -24,7 +24,7 @@ BENCH_TIMESTAMPS = os.getenv("NOUS_BENCH_TIMESTAMPS") == "1"
 
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
-    claimed = await database_sync_to_async(lifecycle.claim_run)(run_id)
+    claimed = await db_call(lifecycle.claim_run)(run_id)
     if claimed is None:
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
@@ -119,7 +119,7 @@ class RunExecution:
 
     async def _finish(self, status: str, detail: Any) -> None:
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
-        frame = await database_sync_to_async(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
+        frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chat.db import db_call
 from chat.runs import lifecycle
 
 log = logging.getLogger("nous.runs")
@@ -61,7 +61,7 @@ class Heartbeat:
                         texts[run.run_id] = (run.message_id, text)
                     run.saved_length, run.saved_at = len(text), now
             try:
-                must_stop = await database_sync_to_async(lifecycle.checkpoint)(list(self.runs), texts)
+                must_stop = await db_call(lifecycle.checkpoint)(list(self.runs), texts)
             except Exception:  # a database hiccup: try again; the watchdog covers a longer outage
                 log.exception("heartbeat of %d run(s) failed", len(self.runs))
                 continue

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from chat.models import AgentRun, Conversation, Message
@@ -46,33 +46,29 @@ class ClaimedRun:
     message_id: int
 
 
-def group_for(conversation_id: Any) -> str:
-    """The channel-layer group of one conversation's sockets."""
-    return f"chat.{conversation_id}"
-
-
 def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str) -> SendResult:
     """Store the user's message and queue a run for it, atomically; idempotent on `client_id`.
 
     Raises `Busy` (storing nothing) when a run is already active.
     """
-    existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
-    if existing:
-        return SendResult(existing, None, duplicate=True)
+    # A duplicate `client_id` is found by the unique constraint, not by a query before every send.
     try:
         with transaction.atomic():
             message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
             )
             # The model as stored now: another tab may have changed it since this socket connected.
-            model = Conversation.objects.values_list("model", flat=True).get(id=conversation.id)
+            model, title = Conversation.objects.values_list("model", "title").get(id=conversation.id)
             # The partial unique index makes this insert fail while another run is active.
             run = AgentRun.objects.create(conversation=conversation, trigger_message=message, model=model)
-            Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
-            titled = bool(Conversation.objects.filter(id=conversation.id, title="").update(title=_title_from(content)))
+            titled = not title
+            Conversation.objects.filter(id=conversation.id).update(
+                updated_at=timezone.now(),
+                title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
+            )
     except IntegrityError:
         existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
-        if existing:  # the same client_id raced in from another socket
+        if existing:  # a resend, or the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
     return SendResult(message, run, duplicate=False, titled=titled)

@@ -5,19 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from chat.runs.lifecycle import group_for
-from chat.runs.replay import replay_log
+from chat.fanout import group_for, layer_event
+from chat.runs.replay import RedisReplayLog, replay_log
 
 
-async def publish(conversation_id: str, frame: dict[str, Any]) -> None:
-    """Send one frame to every socket of a conversation. Frames are layer events named like the frame."""
-    await get_channel_layer().group_send(group_for(conversation_id), frame)
+async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> None:
+    """Send one frame to every socket of a conversation (but the socket `exclude`), encoded once."""
+    await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame, exclude))
 
 
 async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, **extra: float) -> None:
-    await replay_log().append(run_id, seq, text)
-    await publish(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
+    """Append a delta to the replay log, then send it: in one Redis round trip in production."""
+    event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
+    layer, log = get_channel_layer(), replay_log()
+    if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer):
+        # What the layer's group_send would PUBLISH, but without its lock: the layer sends one
+        # message at a time per connection, a round trip each, and deltas are most of the traffic.
+        doorbell = (layer._get_group_channel_name(group_for(conversation_id)), layer.serialize(event))
+        await log.append(run_id, seq, text, then_publish=doorbell)
+    else:
+        await log.append(run_id, seq, text)
+        await layer.group_send(group_for(conversation_id), event)
 
 
 async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:

@@ -79,12 +79,15 @@ class RedisReplayLog:
     def _keys(run_id: str) -> tuple[str, str]:
         return f"nous:run:{run_id}:deltas", f"nous:run:{run_id}:end"
 
-    async def append(self, run_id: str, seq: int, text: str) -> None:
+    async def append(self, run_id: str, seq: int, text: str, then_publish: tuple[str, bytes] | None = None) -> None:
+        """Append delta `seq`; then, in the same round trip, PUBLISH `(channel, payload)` if given."""
         deltas, _ = self._keys(run_id)
         async with redis_client().pipeline(transaction=False) as pipe:
             pipe.rpush(deltas, text)
             if seq == 1:
                 pipe.expire(deltas, RUNNING_TTL_SECS)
+            if then_publish is not None:
+                pipe.publish(*then_publish)
             length, *_ = await pipe.execute()
         if length != seq:  # the list expired or was flushed mid-run: the ledger is broken
             raise ReplayLogBroken(f"replay log of {run_id} has {length} deltas, expected {seq}")

@@ -9,9 +9,9 @@ import asyncio
 import logging
 import weakref
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chat.db import db_call
 from chat.models import AgentRun
 from chat.runs import lifecycle
 from chat.runs.publish import publish_end
@@ -27,13 +27,13 @@ async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | N
     the partial text the replay log holds. Returns the ids it ended."""
     condition = lifecycle.stale_condition(stale_secs, queued_secs)
     ended = []
-    for run_id in await database_sync_to_async(lifecycle.stale_run_ids)(condition):
-        status, checkpointed, last_seq = await database_sync_to_async(_run_state)(run_id)
+    for run_id in await db_call(lifecycle.stale_run_ids)(condition):
+        status, checkpointed, last_seq = await db_call(_run_state)(run_id)
         replay = await replay_log().read(run_id)
         text, seq = (replay.text, replay.last_seq) if replay else (checkpointed, last_seq)
         what = "stopped responding" if status == AgentRun.Status.RUNNING else "was never picked up by a worker"
         error = {"code": "timeout", "message": f"The agent run {what}", "retryable": True}
-        frame = await database_sync_to_async(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
+        frame = await db_call(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
         if frame is not None:
             await publish_end(frame["conversation_id"], frame)
             ended.append(run_id)

@@ -1,0 +1,103 @@
+"""One channel-layer subscription per process and conversation, fanned out to the local sockets.
+
+Publishers send each conversation frame to the conversation's group once, already encoded as
+JSON. Every ASGI process has one hub channel in that group while it holds a socket on the
+conversation, one task reading it, and hands each frame to its local sockets as a method call:
+no queue, task or JSON encoding per socket, and no layer subscription per idle socket
+(DESIGN.md: fan-out cost is Python dispatch, not Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+log = logging.getLogger("nous.chat")
+
+LAYER_EVENT = "conversation.frame"
+
+
+class FrameSink(Protocol):
+    async def deliver(self, event: dict[str, Any]) -> None: ...
+
+
+def group_for(conversation_id: Any) -> str:
+    """The channel-layer group of one conversation's hubs."""
+    return f"chat.{conversation_id}"
+
+
+def layer_event(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> dict[str, Any]:
+    """The layer message for one frame: routing fields and the frame encoded once."""
+    return {
+        "type": LAYER_EVENT,
+        "conversation_id": str(conversation_id),
+        "frame_type": frame["type"],
+        "run_id": frame.get("run_id"),
+        "seq": frame.get("seq"),
+        "exclude": exclude,
+        "json": json.dumps(frame),
+    }
+
+
+class ConversationHub:
+    """The local sockets of each conversation, and the one task that feeds them."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.members: dict[str, set[FrameSink]] = {}
+        self.joined: dict[str, asyncio.Future[None]] = {}
+        self.channel: str | None = None
+        self.started: asyncio.Future[None] | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        self.channel = await self.layer.new_channel(prefix="nous-hub.")
+
+    async def join(self, conversation_id: str, sink: FrameSink) -> None:
+        """Add a socket; returns once frames published from now on reach it."""
+        # Sockets joining at once must share one channel and one reader, or frames get lost.
+        if self.started is None or (self.started.done() and self.started.exception() is not None):
+            self.started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self.started)
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.create_task(self._read(), name="nous-conversation-hub")
+        self.members.setdefault(conversation_id, set()).add(sink)
+        if conversation_id not in self.joined:
+            self.joined[conversation_id] = asyncio.ensure_future(self.layer.group_add(group_for(conversation_id), self.channel))
+        await asyncio.shield(self.joined[conversation_id])
+
+    async def leave(self, conversation_id: str, sink: FrameSink) -> None:
+        sinks = self.members.get(conversation_id)
+        if sinks is None:
+            return
+        sinks.discard(sink)
+        if not sinks:
+            del self.members[conversation_id]
+            self.joined.pop(conversation_id, None)
+            await self.layer.group_discard(group_for(conversation_id), self.channel)
+
+    async def _read(self) -> None:
+        while True:
+            event = await self.layer.receive(self.channel)
+            for sink in list(self.members.get(event.get("conversation_id"), ())):
+                try:
+                    await sink.deliver(event)
+                except Exception:  # one broken socket must not starve the others
+                    log.exception("delivering a frame to a socket failed")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConversationHub] = weakref.WeakKeyDictionary()
+
+
+def conversation_hub() -> ConversationHub:
+    """The hub of the running event loop."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = ConversationHub()
+    return hub
