@@ -141,13 +141,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await publish(self.conversation.id, created, exclude=self.socket_id)
         run_id = str(sent.run.id)
         try:
-            await run_executor().submit(run_id)
+            position = await run_executor().submit(run_id)
         except Exception:
             # Not handed over: end it now, or the conversation would stay busy until the watchdog.
             log.exception("could not submit run %s", run_id)
             await fail_unsubmitted(run_id)
             return
-        await publish(self.conversation.id, {"type": "run.queued", "run_id": run_id, "position": sent.position})
+        await publish(self.conversation.id, {"type": "run.queued", "run_id": run_id, "position": position})
         if sent.titled:
             await publish(self.conversation.id, {"type": "conversation.updated", "conversation": await self._conversation_dict()})
 
@@ -296,10 +296,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "run": session.active_run(conversation.id)}
 
     @db_call
-    def _store_and_queue(self, content: str, client_id: str) -> Any:
-        sent = lifecycle.store_message_and_queue_run(self.conversation, self.scope["user"], content, client_id)
-        sent.position = lifecycle.queue_position(sent.run) if sent.run else 0
-        return sent
+    def _store_and_queue(self, content: str, client_id: str) -> lifecycle.SendResult:
+        return lifecycle.store_message_and_queue_run(self.conversation, self.scope["user"], content, client_id)
 
     @db_call
     def _find_run(self, run_id: str | None, active_only: bool = False) -> AgentRun | None:

@@ -97,7 +97,7 @@ class TestModel:
         seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
         rng = random.Random(seed)
         count = min(self.words, int(request.settings.get("max_tokens") or self.words))
-        words = [rng.choice(VOCABULARY) for _ in range(count)]
+        words = rng.choices(VOCABULARY, k=count)
         if words:
             words[0] = words[0].capitalize()
             words[-1] += "."

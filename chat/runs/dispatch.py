@@ -14,6 +14,7 @@ from chat.models import AgentRun
 from chat.runs import lifecycle
 from chat.runs.executor import execute_run
 from chat.runs.publish import publish_end
+from chat.runs.redis_client import redis_client
 from chat.runs.stop import stop_signal
 
 
@@ -23,19 +24,24 @@ class InProcessExecutor:
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, run_id: str) -> None:
+    async def submit(self, run_id: str) -> int:
+        """Start the run; returns how many runs wait ahead of it (none: it starts at once)."""
         task = asyncio.create_task(execute_run(run_id), name=f"run-{run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return 0
 
 
 class CeleryExecutor:
     """Production: each run is a Celery task on a worker with a thread pool."""
 
-    async def submit(self, run_id: str) -> None:
+    async def submit(self, run_id: str) -> int:
+        """Queue the run; returns how many runs wait ahead of it for a free worker thread (the
+        broker queue's length: workers take tasks as long as they have a free thread)."""
         from chat.tasks import execute_run_task
 
         await sync_to_async(execute_run_task.delay, thread_sensitive=False)(run_id)
+        return max(0, await redis_client().llen(settings.CELERY_TASK_DEFAULT_QUEUE) - 1)
 
 
 @cache

@@ -29,7 +29,6 @@ class SendResult:
     message: Message
     run: AgentRun | None
     duplicate: bool
-    position: int = 0
     titled: bool = False  # this message gave the conversation its title
 
 
@@ -77,11 +76,6 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
 def _title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
-
-
-def queue_position(run: AgentRun) -> int:
-    """How many queued runs were created before this one."""
-    return AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__lt=run.created_at).count()
 
 
 def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
