@@ -43,7 +43,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle", type=int, help="idle sockets on one ASGI process (default 10000; quick 1000)")
     p.add_argument("--idle-budget", type=float, help="seconds allowed for opening them (default 90; quick 30)")
     p.add_argument("--tps", type=float, default=50.0, help="the test model's words per second")
-    p.add_argument("--words", type=int, default=200, help="the test model's answer length")
+    p.add_argument("--words", type=int, default=1000, help="the test model's answer length (1000 words at 50/s: each chat streams through the window)")
+    p.add_argument("--start-rate", type=float, default=100.0, help="first sends per second at most, at each load level (stretches the warm-up)")
     p.add_argument("--asgi", type=int, default=os.cpu_count() or 2, help="ASGI processes in production mode (one per core)")
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     p.add_argument("--concurrency", type=int, default=300, help="threads per Celery worker")
@@ -65,7 +66,7 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         sys.exit(f"unknown scenario(s) in --only: {', '.join(sorted(unknown))}")
     q = args.quick
     opts = {
-        "only": only, "tps": args.tps, "words": args.words, "clients": args.clients, "users": 100,
+        "only": only, "tps": args.tps, "words": args.words, "start_rate": args.start_rate, "clients": args.clients, "users": 100,
         "levels": [int(s) for s in (args.streams or ("1,50,200" if q else "1,100,500")).split(",")],
         "window": args.window or (5.0 if q else 6.0), "warm": args.warm or (2.0 if q else 3.0),
         "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": 10 if q else 16, "first_parts": ["one sender", "20 senders"],

@@ -129,6 +129,9 @@ class StackConfig:
             NOUS_SENDS_PER_MINUTE="1000000",
             NOUS_MAX_SOCKETS_PER_USER="1000000",
             NOUS_FRAMES_PER_SECOND="1000",
+            # The coalescing window stays at 100 ms, so the load levels and the knee measure the
+            # pipeline itself (production widens it past NOUS_COALESCE_WIDEN_AT runs per process).
+            NOUS_COALESCE_MAX_WIDEN="1",
             NOUS_LOG_LEVEL="WARNING",
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",

@@ -188,7 +188,7 @@ NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50)
 NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100)
 # Past this many runs streaming in one process the window widens in proportion (at most 4x):
 # deltas/s then stop growing with the number of streams (see docs/scaling.md).
-NOUS_COALESCE_WIDEN_AT = envint("NOUS_COALESCE_WIDEN_AT", 100)
+NOUS_COALESCE_WIDEN_AT = envint("NOUS_COALESCE_WIDEN_AT", 250)
 NOUS_COALESCE_MAX_WIDEN = envfloat("NOUS_COALESCE_MAX_WIDEN", 4.0)
 NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0)  # heartbeat of a process's runs
 # The partial text in the database; the replay log holds it exactly, this is for a lost Redis.
