@@ -50,7 +50,6 @@ class ConversationHub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.members: dict[str, set[FrameSink]] = {}
-        self.joined: dict[str, asyncio.Future[None]] = {}
         self.channel: str | None = None
         self.started: asyncio.Future[None] | None = None
         self.reader: asyncio.Task[None] | None = None
@@ -67,9 +66,9 @@ class ConversationHub:
         if self.reader is None or self.reader.done():
             self.reader = asyncio.create_task(self._read(), name="nous-conversation-hub")
         self.members.setdefault(conversation_id, set()).add(sink)
-        if conversation_id not in self.joined:
-            self.joined[conversation_id] = asyncio.ensure_future(self.layer.group_add(group_for(conversation_id), self.channel))
-        await asyncio.shield(self.joined[conversation_id])
+        # Every join, not only the first: it waits for a subscription in flight, and the in-memory
+        # layer forgets a membership that was not renewed for a day.
+        await self.layer.group_add(group_for(conversation_id), self.channel)
 
     async def leave(self, conversation_id: str, sink: FrameSink) -> None:
         sinks = self.members.get(conversation_id)
@@ -78,7 +77,6 @@ class ConversationHub:
         sinks.discard(sink)
         if not sinks:
             del self.members[conversation_id]
-            self.joined.pop(conversation_id, None)
             await self.layer.group_discard(group_for(conversation_id), self.channel)
 
     async def _read(self) -> None:
