@@ -6,9 +6,12 @@ Runs in both modes: in-process runs (embedded default) and a real Celery worker 
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import AgentRun, Conversation, Message
+from chat.runs import lifecycle
+from chat.runs.dispatch import stop_run
 from tests.chat_helpers import deltas_text, messages_of, run_of, send_frame
 from tests.conftest import PRODUCTION
 
@@ -239,3 +242,14 @@ async def test_a_run_whose_replay_log_breaks_fails_instead_of_hanging(alice, con
     failed, _ = await socket.recv_until("run.failed", timeout=10)
     assert failed["error"]["code"] == "internal"
     assert (await run_of(failed["run_id"])).status == "failed"
+
+
+async def test_a_run_is_queued_with_its_answer_message_and_a_stop_before_it_starts_keeps_it(alice, conversation):
+    sent = await sync_to_async(lifecycle.store_message_and_queue_run)(conversation, alice, "hi there", "queued-1")
+    user, answer = await messages_of(conversation)
+    assert (user.role, user.content, answer.role, answer.status, answer.content) == ("user", "hi there", "assistant", "streaming", "")
+    assert sent.run.message_id == answer.id and answer.run_id == sent.run.id
+    assert await stop_run(str(sent.run.id))
+    user, answer = await messages_of(conversation)
+    assert (answer.status, answer.content) == ("stopped", "")
+    assert (await run_of(str(sent.run.id))).status == "stopped"

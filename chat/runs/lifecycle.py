@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -58,8 +59,15 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             )
             # The model as stored now: another tab may have changed it since this socket connected.
             model, title = Conversation.objects.values_list("model", "title").get(id=conversation.id)
+            # The answer's message is made now, with its run (the foreign keys are checked at the
+            # commit), so that the worker's claim is one update and two reads: it is on the path
+            # to the first token.
+            run_id = uuid.uuid4()
+            answer = Message.objects.create(
+                conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
+            )
             # The partial unique index makes this insert fail while another run is active.
-            run = AgentRun.objects.create(conversation=conversation, trigger_message=message, model=model)
+            run = AgentRun.objects.create(id=run_id, conversation=conversation, trigger_message=message, model=model, message=answer)
             titled = not title
             Conversation.objects.filter(id=conversation.id).update(
                 updated_at=timezone.now(),
@@ -79,36 +87,43 @@ def _title_from(content: str) -> str:
 
 
 def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
-    """queued -> running, create the streaming assistant message; None if someone else got it."""
+    """queued -> running; None if someone else got it. Its streaming message exists already."""
     now = timezone.now()
-    with transaction.atomic():
-        claimed = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).update(
-            status=AgentRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker
-        )
-        if not claimed:
-            return None
-        run = AgentRun.objects.select_related("conversation").get(id=run_id)
-        conversation = run.conversation
-        message = Message.objects.create(
-            conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run=run
-        )
-        AgentRun.objects.filter(id=run_id).update(message=message)
-    model_settings = {k: v for k, v in (("temperature", conversation.temperature), ("max_tokens", conversation.max_tokens)) if v is not None}
+    claimed = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).update(
+        status=AgentRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+    )
+    if not claimed:
+        return None
+    run = AgentRun.objects.filter(id=run_id).values(
+        "model", "message_id", "conversation_id", "conversation__instructions", "conversation__temperature", "conversation__max_tokens"
+    ).get()
+    message_id = run["message_id"] or _create_answer_message(run_id, run["conversation_id"])
+    settings_of_run = (("temperature", run["conversation__temperature"]), ("max_tokens", run["conversation__max_tokens"]))
     return ClaimedRun(
-        run_id=str(run.id),
-        conversation_id=str(conversation.id),
-        model=run.model,
-        instructions=conversation.instructions,
-        model_settings=model_settings,
-        history=model_history(conversation, before_id=message.id),
-        message_id=message.id,
+        run_id=str(run_id),
+        conversation_id=str(run["conversation_id"]),
+        model=run["model"],
+        instructions=run["conversation__instructions"],
+        model_settings={k: v for k, v in settings_of_run if v is not None},
+        history=model_history(run["conversation_id"], before_id=message_id),
+        message_id=message_id,
     )
 
 
-def model_history(conversation: Conversation, before_id: int) -> list[dict[str, Any]]:
+def _create_answer_message(run_id: str, conversation_id: Any) -> int:
+    """The streaming message of a run queued without one (by an older version of this code)."""
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
+        )
+        AgentRun.objects.filter(id=run_id).update(message=message)
+    return message.id
+
+
+def model_history(conversation_id: Any, before_id: int) -> list[dict[str, Any]]:
     """The last messages the model sees: user and assistant turns that have text, oldest first."""
     rows = (
-        Message.objects.filter(conversation=conversation, id__lt=before_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        Message.objects.filter(conversation_id=conversation_id, id__lt=before_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
         .exclude(content="")
         .order_by("-id")
         .values("role", "content")[: settings.NOUS_CONTEXT_MESSAGES]
