@@ -20,4 +20,4 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(settings.NOUS_GIL_SWITCH_SECS)
     gc.collect()
     gc.freeze()
-    gc.set_threshold(settings.NOUS_GC_GEN0_THRESHOLD, 20, 20)
+    gc.set_threshold(*settings.NOUS_GC_THRESHOLDS)

@@ -203,7 +203,7 @@ NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600)
 NOUS_DB_THREADS = envint("NOUS_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 8)
 # Interpreter tuning of the server processes (nous_site/runtime.py).
 NOUS_GIL_SWITCH_SECS = envfloat("NOUS_GIL_SWITCH_SECS", 0.0005)
-NOUS_GC_GEN0_THRESHOLD = envint("NOUS_GC_GEN0_THRESHOLD", 50_000)
+NOUS_GC_THRESHOLDS = tuple(int(n) for n in os.getenv("NOUS_GC_THRESHOLDS", "50000,20,20").split(","))
 NOUS_DEMO_USER = os.getenv("NOUS_DEMO_USER", "demo")
 
 LOGGING = {

@@ -253,3 +253,18 @@ async def test_a_run_is_queued_with_its_answer_message_and_a_stop_before_it_star
     user, answer = await messages_of(conversation)
     assert (answer.status, answer.content) == ("stopped", "")
     assert (await run_of(str(sent.run.id))).status == "stopped"
+
+
+async def test_one_checkpoint_saves_the_partial_texts_of_many_runs_and_never_a_final_one(alice, conversation):
+    other = await Conversation.objects.acreate(owner=alice, model="test:")
+    runs = []
+    for conv in (conversation, other):
+        sent = await sync_to_async(lifecycle.store_message_and_queue_run)(conv, alice, "go", f"cp-{conv.id}")
+        runs.append(await sync_to_async(lifecycle.claim_run)(str(sent.run.id)))
+    live, ended = runs
+    await sync_to_async(lifecycle.finish_run)(ended.run_id, "stopped", "the final text", 3)
+    texts = {live.run_id: (live.message_id, "partial one"), ended.run_id: (ended.message_id, "partial two")}
+    must_stop = await sync_to_async(lifecycle.checkpoint)([live.run_id, ended.run_id], texts)
+    assert must_stop == {ended.run_id}
+    assert (await Message.objects.aget(id=live.message_id)).content == "partial one"
+    assert (await Message.objects.aget(id=ended.message_id)).content == "the final text"

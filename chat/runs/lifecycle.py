@@ -139,9 +139,11 @@ def checkpoint(run_ids: list[str], texts: dict[str, tuple[int, str]]) -> set[str
     live = AgentRun.objects.filter(id__in=run_ids, status=AgentRun.Status.RUNNING, stop_requested=False)
     live.update(heartbeat_at=timezone.now())
     alive = {str(i) for i in live.values_list("id", flat=True)}
-    for run_id, (message_id, content) in texts.items():
-        if run_id in alive:
-            Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(content=content)
+    texts = {message_id: content for run_id, (message_id, content) in texts.items() if run_id in alive}
+    if texts:  # one statement for all of them; a message ended meanwhile keeps its final text
+        Message.objects.filter(id__in=texts, status=Message.Status.STREAMING).update(
+            content=Case(*(When(id=message_id, then=Value(content)) for message_id, content in texts.items()))
+        )
     return set(run_ids) - alive
 
 
