@@ -81,7 +81,12 @@ class ConversationHub:
 
     async def _read(self) -> None:
         while True:
-            event = await self.layer.receive(self.channel)
+            try:
+                event = await self.layer.receive(self.channel)
+            except Exception:  # the layer's trouble must not end fan-out for good
+                log.exception("conversation hub: receiving from the layer failed")
+                await asyncio.sleep(0.1)
+                continue
             for sink in list(self.members.get(event.get("conversation_id"), ())):
                 try:
                     await sink.deliver(event)

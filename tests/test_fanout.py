@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from chat.fanout import conversation_hub
 from chat.models import Conversation
 from tests.chat_helpers import deltas_text, send_frame
 
@@ -54,3 +55,20 @@ async def test_a_tab_closing_mid_answer_leaves_the_others_streaming(alice, conve
     await leaving.close()
     completed, frames = await staying.recv_until("run.completed")
     assert deltas_text(frames) == completed["message"]["content"]
+
+
+async def test_the_hub_keeps_reading_after_the_layer_fails_once(alice, conversation, sockets, monkeypatch):
+    hub = conversation_hub()
+    receive, failures = hub.layer.receive, []
+
+    async def failing_once(channel):
+        if not failures:
+            failures.append(channel)
+            raise ConnectionError("the layer lost its connection")
+        return await receive(channel)
+
+    monkeypatch.setattr(hub.layer, "receive", failing_once)
+    socket = await sockets.open(alice, conversation)
+    await socket.send(send_frame("still there?"))
+    completed, frames = await socket.recv_until("run.completed")
+    assert failures and deltas_text(frames) == completed["message"]["content"]
