@@ -18,7 +18,7 @@ from chat.db import db_call
 from chat.fanout import conversation_hub
 from chat.limits import FrameBucket, user_counters
 from chat.models import AgentRun, Conversation, Message
-from chat.protocol import FrameError, parse_client_frame
+from chat.protocol import MAX_INT, FrameError, client_id_of, parse_client_frame
 from chat.runs import lifecycle
 from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
 from chat.runs.publish import publish
@@ -99,20 +99,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- client frames -------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Each frame is parsed at most once: a refused one is never decoded again to find its ref.
         ref = None
+        allowed = self.frames.allow()  # every frame counts, the refused ones too
         try:
             if text_data is None:
                 raise FrameError("bad_request", "Binary frames are not accepted; send JSON text")
             if len(text_data) > settings.NOUS_MAX_FRAME_BYTES:
                 raise FrameError("too_long", f"Frames are limited to {settings.NOUS_MAX_FRAME_BYTES} bytes")
-            if not self.frames.allow():
-                raise FrameError("rate_limited", "Too many frames; slow down")
             frame = parse_client_frame(text_data)
-            ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+            ref = client_id_of(frame)
+            if not allowed:
+                raise FrameError("rate_limited", "Too many frames; slow down")
             handler = getattr(self, "on_" + frame["type"].replace(".", "_"))
             await handler(frame)
         except FrameError as error:
-            await self._send_error(error.code, error.message, ref or _client_id_of(text_data))
+            await self._send_error(error.code, error.message, error.ref or ref)
         except StopConsumer:
             raise
         except Exception:
@@ -173,6 +175,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_history_load(self, frame: dict[str, Any]) -> None:
         try:
             before = int(frame["before"])
+            if not 0 < before <= MAX_INT:
+                raise ValueError(before)
         except ValueError:
             raise FrameError("bad_request", "history.load: 'before' must be a message id") from None
         messages, has_more = await self._history(before)
@@ -352,14 +356,3 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     _conversation_dict = db_call(_fresh_conversation_dict)
 
-
-def _client_id_of(text: str | None) -> str | None:
-    """Best effort: the `client_id` of a refused frame, so the page can match the error to its send."""
-    if not text:
-        return None
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        return None
-    client_id = frame.get("client_id") if isinstance(frame, dict) else None
-    return client_id if isinstance(client_id, str) and len(client_id) <= 64 else None

@@ -13,13 +13,16 @@ from typing import Any
 class FrameError(Exception):
     """A client frame is refused: answered with an `error` frame of this code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.ref = ref  # the refused frame's `client_id`, when it had a usable one
 
 
 NUMBER = (int, float)
+# The largest integer a browser holds exactly; any number field beyond it is refused.
+MAX_INT = 2**53 - 1
 # type -> {field: (accepted types, required)}
 CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
     "message.send": {"content": (str, True), "client_id": (str, True)},
@@ -45,10 +48,27 @@ def parse_client_frame(text: str) -> dict[str, Any]:
     """Decode and validate one client frame; raise `FrameError("bad_request", ...)` if it is wrong."""
     try:
         frame = json.loads(text)
-    except ValueError:
-        raise FrameError("bad_request", "Frames must be JSON objects") from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        raise FrameError("bad_request", "Frames must be JSON objects, nested at most a few hundred levels") from None
     if not isinstance(frame, dict):
         raise FrameError("bad_request", "Frames must be JSON objects")
+    try:
+        _check_fields_of_client_frame(frame)
+    except FrameError as error:
+        error.ref = client_id_of(frame)
+        raise
+    return frame
+
+
+def client_id_of(frame: dict[str, Any]) -> str | None:
+    """The frame's `client_id` if it is one we can echo back as an error's `ref`."""
+    client_id = frame.get("client_id")
+    if isinstance(client_id, str) and 0 < len(client_id) <= 64 and _storable(client_id):
+        return client_id
+    return None
+
+
+def _check_fields_of_client_frame(frame: dict[str, Any]) -> None:
     kind = frame.get("type")
     if kind not in CLIENT_FRAMES:
         raise FrameError("bad_request", f"Unknown frame type {str(kind)[:40]!r}")
@@ -61,7 +81,21 @@ def parse_client_frame(text: str) -> dict[str, Any]:
         # bool is an int in Python; a field that wants a number must not accept true/false.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
             raise FrameError("bad_request", f"{kind}: field {name!r} has the wrong type")
-    return frame
+        if isinstance(value, str) and not _storable(value):
+            raise FrameError("bad_request", f"{kind}: field {name!r} contains a NUL byte or a lone surrogate")
+        if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+            raise FrameError("bad_request", f"{kind}: field {name!r} is out of range")
+
+
+def _storable(text: str) -> bool:
+    """Text the database and a UTF-8 socket can carry: no NUL, no unpaired surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_tuple(types: Any) -> tuple[Any, ...]:

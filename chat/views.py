@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -51,13 +51,17 @@ def conversation_page(request: HttpRequest, conversation_id) -> HttpResponse:
 @require_POST
 def rename_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
     conversation = _own_conversation(request, conversation_id)
-    title = " ".join(request.POST.get("title", "").split())[:MAX_TITLE_CHARS]
+    # NUL is the one character no database column stores; a form can still carry it (%00).
+    title = " ".join(request.POST.get("title", "").replace("\x00", "").split())[:MAX_TITLE_CHARS]
     if title:
         conversation.title = title
         conversation.save(update_fields=["title", "updated_at"])
     next_url = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(next_url)
+    # A path on this site only; `redirect()` would also try a bare word ("0") as a view name.
+    if next_url.startswith("/") and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return HttpResponseRedirect(next_url)
     return redirect("chat:list")
 
 

@@ -8,6 +8,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 import agents.models.base
 from agents.breaker import reset_breakers
@@ -217,3 +219,12 @@ async def _end_active_runs(timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.05)
+
+
+# The fuzz tests: a bounded run in `make test`, a long one on purpose (HYPOTHESIS_PROFILE=long).
+hypothesis_settings.register_profile(
+    "ci", max_examples=int(os.getenv("NOUS_FUZZ_EXAMPLES", "40")), deadline=None, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.register_profile("long", hypothesis_settings.get_profile("ci"), max_examples=5000)
+hypothesis_settings.load_profile(os.getenv("HYPOTHESIS_PROFILE", "ci"))

@@ -61,7 +61,17 @@ def uvicorn_bin() -> str:
     return str(beside if beside.exists() else ROOT / ".venv" / "bin" / "uvicorn")
 
 
-def start_server(log_path: Path, timeout: float = 30.0, extra_env: dict[str, str] | None = None) -> LiveServer:
+def server_command(kind: str, port: int) -> list[str]:
+    """uvicorn as `make run` serves, or Daphne (the mission's ASGI server) with its defaults."""
+    bin_dir = Path(uvicorn_bin()).parent
+    if kind == "daphne":
+        return [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "nous_site.asgi:application"]
+    return [uvicorn_bin(), "nous_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--ws", "wsproto", "--ws-per-message-deflate", "false", "--lifespan", "off", "--log-level", "warning"]
+
+
+def start_server(log_path: Path, timeout: float = 30.0, extra_env: dict[str, str] | None = None,
+                 kind: str = "uvicorn") -> LiveServer:
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -73,16 +83,14 @@ def start_server(log_path: Path, timeout: float = 30.0, extra_env: dict[str, str
     )
     log = open(log_path, "ab")
     process = subprocess.Popen(
-        [uvicorn_bin(), "nous_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--ws", "wsproto", "--ws-per-message-deflate", "false", "--lifespan", "off", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        server_command(kind, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.close()
     server = LiveServer(f"http://127.0.0.1:{port}", log_path, process)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log_tail()}")
+            raise RuntimeError(f"{kind} exited with {process.returncode}:\n{server.log_tail()}")
         try:
             with urllib.request.urlopen(server.url + "/accounts/login/", timeout=2) as response:
                 if response.status == 200:
@@ -91,7 +99,7 @@ def start_server(log_path: Path, timeout: float = 30.0, extra_env: dict[str, str
             pass
         if time.monotonic() > deadline:
             stop_server(server)
-            raise RuntimeError(f"uvicorn did not answer within {timeout} s:\n{server.log_tail()}")
+            raise RuntimeError(f"{kind} did not answer within {timeout} s:\n{server.log_tail()}")
         time.sleep(0.1)
 
 
