@@ -290,7 +290,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     @db_call
     def _get_conversation(self, conversation_id: Any) -> Conversation | None:
-        return Conversation.objects.filter(id=conversation_id).first()
+        # A room's conversation is reached through its room's socket only.
+        return Conversation.objects.filter(id=conversation_id, kind=Conversation.Kind.CHAT).first()
 
     @db_call
     def _session_state(self) -> dict[str, Any]:

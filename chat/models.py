@@ -11,8 +11,13 @@ from django.db.models import Q
 
 
 class Conversation(models.Model):
+    class Kind(models.TextChoices):
+        CHAT = "chat"  # one user's private conversation
+        ROOM = "room"  # the messages and runs of a room (rooms.Room.conversation)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CHAT)
     title = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=200, default="")
     instructions = models.TextField(blank=True, default="")
@@ -136,7 +141,11 @@ class AgentRun(models.Model):
     trigger_message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="+")
     message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # What the run runs with, copied when it is queued: a settings change meanwhile is for the next run.
     model = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, default="")
+    model_settings = models.JSONField(default=dict, blank=True)
+    context_messages = models.PositiveIntegerField(null=True, blank=True)  # None: NOUS_CONTEXT_MESSAGES
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -15,7 +15,7 @@ MAX_TITLE_CHARS = 200
 
 def _own_conversation(request: HttpRequest, conversation_id) -> Conversation:
     # Someone else's conversation is a 404, not a 403: its existence is not ours to reveal.
-    return get_object_or_404(Conversation, id=conversation_id, owner=request.user)
+    return get_object_or_404(Conversation, id=conversation_id, owner=request.user, kind=Conversation.Kind.CHAT)
 
 
 @login_required
@@ -23,14 +23,14 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         conversation = Conversation.objects.create(owner=request.user)
         return redirect("chat:conversation", conversation_id=conversation.id)
-    conversations = Conversation.objects.filter(owner=request.user).order_by("-updated_at")
+    conversations = Conversation.objects.filter(owner=request.user, kind=Conversation.Kind.CHAT).order_by("-updated_at")
     return render(request, "chat/list.html", {"conversations": conversations})
 
 
 @login_required
 def conversation_page(request: HttpRequest, conversation_id) -> HttpResponse:
     conversation = _own_conversation(request, conversation_id)
-    conversations = Conversation.objects.filter(owner=request.user).order_by("-updated_at")[:50]
+    conversations = Conversation.objects.filter(owner=request.user, kind=Conversation.Kind.CHAT).order_by("-updated_at")[:50]
     return render(
         request,
         "chat/conversation.html",
