@@ -5,6 +5,10 @@ JSON. Every ASGI process has one hub channel in that group while it holds a sock
 conversation, one task reading it, and hands each frame to its local sockets as a method call:
 no queue, task or JSON encoding per socket, and no layer subscription per idle socket
 (DESIGN.md: fan-out cost is Python dispatch, not Redis).
+
+The layer is at-most-once. When a run's deltas skip a seq, the hub reads the missing ones from the
+replay log once and hands them to every local socket before the live one: a dropped layer message
+in a 500-member room costs one replay read, not 500.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import weakref
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
+
+from chat.runs.replay import replay_log
 
 log = logging.getLogger("nous.chat")
 
@@ -53,6 +59,8 @@ class ConversationHub:
         self.channel: str | None = None
         self.started: asyncio.Future[None] | None = None
         self.reader: asyncio.Task[None] | None = None
+        # conversation -> run -> the last delta seq handed to its local sockets.
+        self.last_seq: dict[str, dict[str, int]] = {}
 
     async def _start(self) -> None:
         self.channel = await self.layer.new_channel(prefix="nous-hub.")
@@ -77,6 +85,7 @@ class ConversationHub:
         sinks.discard(sink)
         if not sinks:
             del self.members[conversation_id]
+            self.last_seq.pop(conversation_id, None)
             await self.layer.group_discard(group_for(conversation_id), self.channel)
 
     async def _read(self) -> None:
@@ -87,11 +96,41 @@ class ConversationHub:
                 log.exception("conversation hub: receiving from the layer failed")
                 await asyncio.sleep(0.1)
                 continue
-            for sink in list(self.members.get(event.get("conversation_id"), ())):
-                try:
-                    await sink.deliver(event)
-                except Exception:  # one broken socket must not starve the others
-                    log.exception("delivering a frame to a socket failed")
+            sinks = self.members.get(event.get("conversation_id"))
+            if not sinks:
+                continue
+            try:
+                events = await self._with_gap_filled(event)
+            except Exception:  # the sockets repair it themselves
+                log.exception("conversation hub: reading the replay log failed")
+                events = [event]
+            for sink in list(sinks):
+                for one in events:
+                    try:
+                        await sink.deliver(one)
+                    except Exception:  # one broken socket must not starve the others
+                        log.exception("delivering a frame to a socket failed")
+                        break
+
+    async def _with_gap_filled(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """`event`, after the deltas of its run that the layer dropped before it (read once)."""
+        run_id, seq, kind = event.get("run_id"), event.get("seq"), event.get("frame_type")
+        if not run_id or not seq or kind not in ("run.delta", "run.completed", "run.stopped", "run.failed"):
+            return [event]
+        runs = self.last_seq.setdefault(event["conversation_id"], {})
+        last = runs.get(run_id)
+        if kind == "run.delta":
+            runs[run_id] = max(seq, last or 0)
+        else:
+            runs.pop(run_id, None)
+        # A run first seen mid-stream has no gap to fill here: its sockets know their own seq.
+        if last is None or seq <= last + 1 - (kind != "run.delta"):
+            return [event]
+        replay = await replay_log().read(run_id, last)
+        upto = seq if kind == "run.delta" else seq + 1
+        missing = [layer_event(event["conversation_id"], {"type": "run.delta", "run_id": run_id, "seq": s, "text": t})
+                   for s, t in (replay.deltas if replay else []) if s < upto]
+        return [*missing, event]
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConversationHub] = weakref.WeakKeyDictionary()

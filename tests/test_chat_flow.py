@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import AgentRun, Conversation, Message
-from chat.runs import lifecycle
+from chat.runs import lifecycle, queueing
 from chat.runs.dispatch import stop_run
 from tests.chat_helpers import deltas_text, messages_of, run_of, send_frame
 from tests.conftest import PRODUCTION
@@ -245,7 +245,7 @@ async def test_a_run_whose_replay_log_breaks_fails_instead_of_hanging(alice, con
 
 
 async def test_a_run_is_queued_with_its_answer_message_and_a_stop_before_it_starts_keeps_it(alice, conversation):
-    sent = await sync_to_async(lifecycle.store_message_and_queue_run)(conversation, alice, "hi there", "queued-1")
+    sent = await sync_to_async(queueing.store_message_and_queue_run)(conversation, alice, "hi there", "queued-1")
     user, answer = await messages_of(conversation)
     assert (user.role, user.content, answer.role, answer.status, answer.content) == ("user", "hi there", "assistant", "streaming", "")
     assert sent.run.message_id == answer.id and answer.run_id == sent.run.id
@@ -259,7 +259,7 @@ async def test_one_checkpoint_saves_the_partial_texts_of_many_runs_and_never_a_f
     other = await Conversation.objects.acreate(owner=alice, model="test:")
     runs = []
     for conv in (conversation, other):
-        sent = await sync_to_async(lifecycle.store_message_and_queue_run)(conv, alice, "go", f"cp-{conv.id}")
+        sent = await sync_to_async(queueing.store_message_and_queue_run)(conv, alice, "go", f"cp-{conv.id}")
         runs.append(await sync_to_async(lifecycle.claim_run)(str(sent.run.id)))
     live, ended = runs
     await sync_to_async(lifecycle.finish_run)(ended.run_id, "stopped", "the final text", 3)

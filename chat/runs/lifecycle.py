@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -19,18 +18,6 @@ from chat.models import AgentRun, Conversation, Message
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 RETRY_HINT = "Press Retry to send your message again."
-
-
-class Busy(Exception):
-    """A run is already queued or running in this conversation."""
-
-
-@dataclass
-class SendResult:
-    message: Message
-    run: AgentRun | None
-    duplicate: bool
-    titled: bool = False  # this message gave the conversation its title
 
 
 @dataclass
@@ -46,46 +33,6 @@ class ClaimedRun:
     message_id: int
 
 
-def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str) -> SendResult:
-    """Store the user's message and queue a run for it, atomically; idempotent on `client_id`.
-
-    Raises `Busy` (storing nothing) when a run is already active.
-    """
-    # A duplicate `client_id` is found by the unique constraint, not by a query before every send.
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
-            )
-            # The model as stored now: another tab may have changed it since this socket connected.
-            model, title = Conversation.objects.values_list("model", "title").get(id=conversation.id)
-            # The answer's message is made now, with its run (the foreign keys are checked at the
-            # commit), so that the worker's claim is one update and two reads: it is on the path
-            # to the first token.
-            run_id = uuid.uuid4()
-            answer = Message.objects.create(
-                conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
-            )
-            # The partial unique index makes this insert fail while another run is active.
-            run = AgentRun.objects.create(id=run_id, conversation=conversation, trigger_message=message, model=model, message=answer)
-            titled = not title
-            Conversation.objects.filter(id=conversation.id).update(
-                updated_at=timezone.now(),
-                title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
-            )
-    except IntegrityError:
-        existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
-        if existing:  # a resend, or the same client_id raced in from another socket
-            return SendResult(existing, None, duplicate=True)
-        raise Busy() from None
-    return SendResult(message, run, duplicate=False, titled=titled)
-
-
-def _title_from(content: str) -> str:
-    line = " ".join(content.split())
-    return line if len(line) <= 60 else line[:57].rstrip() + "..."
-
-
 def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
     """queued -> running; None if someone else got it. Its streaming message exists already."""
     now = timezone.now()
@@ -94,18 +41,19 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
     )
     if not claimed:
         return None
+    # What the run was queued with: a settings change since then is for the next run.
     run = AgentRun.objects.filter(id=run_id).values(
-        "model", "message_id", "conversation_id", "conversation__instructions", "conversation__temperature", "conversation__max_tokens"
+        "model", "instructions", "model_settings", "context_messages", "message_id", "conversation_id", "conversation__kind"
     ).get()
     message_id = run["message_id"] or _create_answer_message(run_id, run["conversation_id"])
-    settings_of_run = (("temperature", run["conversation__temperature"]), ("max_tokens", run["conversation__max_tokens"]))
     return ClaimedRun(
         run_id=str(run_id),
         conversation_id=str(run["conversation_id"]),
         model=run["model"],
-        instructions=run["conversation__instructions"],
-        model_settings={k: v for k, v in settings_of_run if v is not None},
-        history=model_history(run["conversation_id"], before_id=message_id),
+        instructions=run["instructions"],
+        model_settings=run["model_settings"] or {},
+        history=model_history(run["conversation_id"], before_id=message_id, limit=run["context_messages"],
+                              with_names=run["conversation__kind"] == Conversation.Kind.ROOM),
         message_id=message_id,
     )
 
@@ -120,15 +68,24 @@ def _create_answer_message(run_id: str, conversation_id: Any) -> int:
     return message.id
 
 
-def model_history(conversation_id: Any, before_id: int) -> list[dict[str, Any]]:
-    """The last messages the model sees: user and assistant turns that have text, oldest first."""
+def model_history(conversation_id: Any, before_id: int, limit: int | None = None, with_names: bool = False) -> list[dict[str, Any]]:
+    """The last messages the model sees: user and assistant turns that have text, oldest first.
+
+    Each turn carries its `author`; `with_names` (rooms) also writes it into the text the model
+    reads ("alice: ..."), since several people speak there.
+    """
     rows = (
         Message.objects.filter(conversation_id=conversation_id, id__lt=before_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
         .exclude(content="")
         .order_by("-id")
-        .values("role", "content")[: settings.NOUS_CONTEXT_MESSAGES]
+        .values("role", "content", "author__username")[: limit or settings.NOUS_CONTEXT_MESSAGES]
     )
-    return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
+    history = []
+    for r in reversed(rows):
+        author = r["author__username"] or ("deleted user" if r["role"] == Message.Role.USER else "assistant")
+        content = f"{author}: {r['content']}" if with_names and r["role"] == Message.Role.USER else r["content"]
+        history.append({"role": r["role"], "content": content, "author": author})
+    return history
 
 
 def checkpoint(run_ids: list[str], texts: dict[str, tuple[int, str]]) -> set[str]:

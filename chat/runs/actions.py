@@ -1,0 +1,150 @@
+"""One action per client intent that changes state and emits frames: send, queue, stop, settings.
+
+As zulip's `do_*` functions do, each action stores *and* publishes, so chat and room consumers
+call these and never publish on their own. `reply` answers the acting socket directly (its own
+frame goes first, in order, before anything published to the others).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Awaitable, Callable
+
+from django.conf import settings
+
+from agents.errors import AgentConfigError
+from agents.models import parse_model_id, resolve_model
+from chat import session
+from chat.db import db_call
+from chat.models import AgentRun, Conversation, Message
+from chat.protocol import FrameError
+from chat.runs import queueing
+from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
+from chat.runs.publish import publish
+from chat.runs.queueing import Busy, RunSnapshot
+
+log = logging.getLogger("nous.chat")
+
+Reply = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_INSTRUCTIONS_CHARS = 20_000
+MAX_TOKENS_LIMIT = 200_000
+
+
+def check_content(content: str, client_id: str) -> str:
+    """The message text to store, or `FrameError` (nothing stored) if it must be refused."""
+    content = content.strip()
+    if not content:
+        raise FrameError("bad_request", "The message is empty", client_id)
+    if not client_id or len(client_id) > 64:
+        raise FrameError("bad_request", "client_id must be 1 to 64 characters")
+    if len(content) > settings.NOUS_MAX_MESSAGE_CHARS:
+        raise FrameError("too_long", f"Messages are limited to {settings.NOUS_MAX_MESSAGE_CHARS} characters", client_id)
+    return content
+
+
+async def do_chat_send(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
+                       reply: Reply) -> None:
+    """A chat's `message.send`: the message and its run stored together, then the run started."""
+    try:
+        sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id)
+    except Busy:
+        raise FrameError("busy", "An answer is still being written; stop it or wait", client_id) from None
+    created = {"type": "message.created", "message": sent.message.to_dict()}
+    await reply(created)
+    if sent.duplicate:
+        return
+    await publish(conversation.id, created, exclude=socket_id)  # the other tabs
+    assert sent.run is not None
+    await submit_run(conversation.id, str(sent.run.id))
+    if sent.titled:
+        fresh = await db_call(Conversation.objects.get)(id=conversation.id)
+        await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
+
+
+async def do_store_message(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
+                           reply: Reply) -> queueing.SendResult:
+    """A room's `message.send`: store the message and tell everyone; no run (see `do_queue_run`)."""
+    sent = await db_call(queueing.store_message)(conversation, user, content, client_id)
+    created = {"type": "message.created", "message": sent.message.to_dict()}
+    await reply(created)
+    if not sent.duplicate:
+        await publish(conversation.id, created, exclude=socket_id)
+    return sent
+
+
+async def do_queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> str:
+    """Queue and start a run answering `trigger`; raises `Busy` if one is active."""
+    run = await db_call(queueing.queue_run)(conversation_id, trigger, snapshot)
+    await submit_run(conversation_id, str(run.id))
+    return str(run.id)
+
+
+async def submit_run(conversation_id: Any, run_id: str) -> None:
+    """Hand a queued run to the executor and announce its place in the queue."""
+    try:
+        position = await run_executor().submit(run_id)
+    except Exception:
+        # Not handed over: end it now, or the conversation would stay busy until the watchdog.
+        log.exception("could not submit run %s", run_id)
+        await fail_unsubmitted(run_id)
+        return
+    await publish(conversation_id, {"type": "run.queued", "run_id": run_id, "position": position})
+
+
+async def do_stop(conversation_id: Any, run_id: str | None, may_stop: Callable[[AgentRun], bool] | None = None) -> None:
+    """`run.stop`: stop the conversation's active run (or the one named), if `may_stop` allows."""
+    run = await find_run(conversation_id, run_id, active_only=True)
+    if run is None:
+        raise FrameError("not_found", "No answer is being written")
+    if may_stop is not None and not may_stop(run):
+        raise FrameError("forbidden", "Only the room's owner and whoever asked may stop this answer")
+    if not await stop_run(str(run.id)):
+        raise FrameError("not_found", "No answer is being written")
+
+
+@db_call
+def find_run(conversation_id: Any, run_id: str | None, active_only: bool = False) -> AgentRun | None:
+    """A run of this conversation (the newest if `run_id` is None); None for another's or a bad id."""
+    q = AgentRun.objects.filter(conversation_id=conversation_id).select_related("trigger_message")
+    if active_only:
+        q = q.filter(status__in=AgentRun.ACTIVE)
+    if run_id is not None:
+        try:
+            q = q.filter(id=uuid.UUID(run_id))
+        except ValueError:
+            return None
+    return q.order_by("-created_at").first()
+
+
+async def do_update_settings(conversation: Conversation, frame: dict[str, Any]) -> None:
+    """`settings.update`: validated, stored, and `conversation.updated` to every tab."""
+    changes = validated_settings(frame)
+    await db_call(Conversation.objects.filter(id=conversation.id).update)(**changes)
+    fresh = await db_call(Conversation.objects.get)(id=conversation.id)
+    await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
+
+
+def validated_settings(frame: dict[str, Any]) -> dict[str, Any]:
+    changes = {k: frame[k] for k in ("model", "instructions", "temperature", "max_tokens") if k in frame}
+    if not changes:
+        raise FrameError("bad_request", "settings.update: nothing to change")
+    if "model" in changes:
+        try:
+            provider, _ = parse_model_id(changes["model"])
+            if provider not in settings.NOUS_ALLOWED_PROVIDERS:
+                raise AgentConfigError(f"The {provider!r} provider is not enabled on this server")
+            if provider == "test":
+                resolve_model(changes["model"])  # checks the test model's options and bounds
+        except AgentConfigError as error:
+            raise FrameError("bad_request", str(error)) from None
+        changes["model"] = changes["model"].strip()
+    if len(changes.get("instructions") or "") > MAX_INSTRUCTIONS_CHARS:
+        raise FrameError("too_long", f"Instructions are limited to {MAX_INSTRUCTIONS_CHARS} characters")
+    temperature = changes.get("temperature")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise FrameError("bad_request", "temperature must be between 0 and 2")
+    max_tokens = changes.get("max_tokens")
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise FrameError("bad_request", f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
+    return changes
