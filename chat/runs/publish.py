@@ -8,6 +8,7 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat.fanout import group_for, layer_event
+from chat.runs.hooks import run_ended
 from chat.runs.replay import RedisReplayLog, replay_log
 
 
@@ -34,3 +35,4 @@ async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:
     """Record the terminal frame (so a late resume still gets it), then send it."""
     await replay_log().finish(frame["run_id"], frame)
     await publish(conversation_id, frame)
+    await run_ended(str(conversation_id), frame)
