@@ -45,6 +45,7 @@ def layer_event(conversation_id: Any, frame: dict[str, Any], exclude: str | None
         "frame_type": frame["type"],
         "run_id": frame.get("run_id"),
         "seq": frame.get("seq"),
+        "version": frame.get("version"),
         "exclude": exclude,
         "json": json.dumps(frame),
     }

@@ -1,6 +1,7 @@
 """Limits that keep one user from taking the service down: sockets per user, sends per minute,
 frames per second. Per-user counters live in Redis in production (shared by all ASGI processes,
-healing by expiry after a crash) and in process memory in the embedded default."""
+healing by expiry after a crash) and in process memory in the embedded default. Sockets are
+leases (`chat.leases`): a killed process's sockets stop counting within one lease TTL."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from functools import cache
 
 from django.conf import settings
 
+from chat.leases import lease_keeper, leases
 from chat.runs.redis_client import redis_client
 
 SEND_WINDOW_SECS = 60
-SOCKET_COUNT_TTL_SECS = 3600  # a crashed process's sockets stop counting after this
 
 
 class FrameBucket:
@@ -33,19 +34,25 @@ class FrameBucket:
         return False
 
 
+async def open_socket(user_id: int, socket_id: str) -> bool:
+    """Count a new socket of the user; False (nothing counted) when the user has too many."""
+    key = f"nous:sockets:{user_id}"
+    if not await leases().add(key, socket_id, limit=settings.NOUS_MAX_SOCKETS_PER_USER):
+        return False
+    lease_keeper().hold(key, socket_id)
+    return True
+
+
+async def close_socket(user_id: int, socket_id: str) -> None:
+    key = f"nous:sockets:{user_id}"
+    lease_keeper().release(key, socket_id)
+    await leases().remove(key, socket_id)
+
+
 class MemoryCounters:
     def __init__(self) -> None:
         self.sockets: dict[int, int] = defaultdict(int)
         self.sends: dict[tuple[int, int], int] = defaultdict(int)
-
-    async def open_socket(self, user_id: int) -> bool:
-        if self.sockets[user_id] >= settings.NOUS_MAX_SOCKETS_PER_USER:
-            return False
-        self.sockets[user_id] += 1
-        return True
-
-    async def close_socket(self, user_id: int) -> None:
-        self.sockets[user_id] = max(0, self.sockets[user_id] - 1)
 
     async def allow_send(self, user_id: int) -> bool:
         window = int(time.time() // SEND_WINDOW_SECS)
@@ -56,22 +63,6 @@ class MemoryCounters:
 
 
 class RedisCounters:
-    async def open_socket(self, user_id: int) -> bool:
-        key = f"nous:sockets:{user_id}"
-        async with redis_client().pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, SOCKET_COUNT_TTL_SECS)
-            count, _ = await pipe.execute()
-        if count > settings.NOUS_MAX_SOCKETS_PER_USER:
-            await redis_client().decr(key)
-            return False
-        return True
-
-    async def close_socket(self, user_id: int) -> None:
-        key = f"nous:sockets:{user_id}"
-        if await redis_client().decr(key) < 0:
-            await redis_client().set(key, 0, ex=SOCKET_COUNT_TTL_SECS)
-
     async def allow_send(self, user_id: int) -> bool:
         key = f"nous:sends:{user_id}:{int(time.time() // SEND_WINDOW_SECS)}"
         async with redis_client().pipeline(transaction=True) as pipe:

@@ -108,7 +108,7 @@ USAGE_FIELDS = {"input_tokens": int, "output_tokens": int, "total_tokens": int}
 ROLES = {"user", "assistant", "system", "error", "tool"}
 STATUSES = {"complete", "streaming", "stopped", "failed"}
 SERVER_FRAMES: dict[str, dict[str, Any]] = {
-    "session.ready": {"conversation": dict, "messages": list, "has_more": bool, "active_run": (dict, type(None)),
+    "session.ready": {"messages": list, "has_more": bool, "active_run": (dict, type(None)),
                       "pending_approvals": list, "user": dict},
     "message.created": {"message": dict},
     "run.queued": {"run_id": str, "position": int},
@@ -120,6 +120,11 @@ SERVER_FRAMES: dict[str, dict[str, Any]] = {
     "run.stopped": {"run_id": str, "message": dict},
     "run.failed": {"run_id": str, "error": dict, "message": dict},
     "conversation.updated": {"conversation": dict},
+    "message.updated": {"message": dict},
+    "message.deleted": {"id": str},
+    "typing": {"user": str, "typing": bool},
+    "presence": {"participants": list},
+    "room.updated": {"room": dict},
     "history": {"messages": list, "has_more": bool},
     "error": {"code": str, "message": str, "ref": (str, type(None))},
     "pong": {},
@@ -151,6 +156,13 @@ def check_frame(label: str, frame: Any) -> None:
     if kind in ("run.failed", "error"):
         code = frame["error"]["code"] if kind == "run.failed" else frame["code"]
         assert code in ERROR_CODES, f"{label}: unknown error code {code!r}"
+    if kind == "session.ready":
+        # A chat's session carries its conversation; a room's, the room and who is in it.
+        fields = {"conversation": dict} if "conversation" in frame else {"room": dict, "participants": list}
+        _check_fields(f"{label} session.ready", frame, fields)
+    if kind in ("session.ready", "room.updated") and "room" in frame:
+        _check_fields(f"{label} room", frame["room"], {"id": str, "title": str, "settings": dict})
+        assert isinstance(frame["room"]["settings"].get("ai_active"), bool), f"{label}: room without ai_active"
     if kind == "session.ready" and frame["active_run"] is not None:
         _check_fields(f"{label} active_run", frame["active_run"], {"run_id": str, "seq": int, "content": str, "status": str})
 

@@ -21,9 +21,9 @@ def conversation_dict(conversation: Conversation) -> dict[str, Any]:
     return data
 
 
-def history_page(conversation_id: Any, before_id: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+def history_page(conversation_id: Any, before_id: int | None = None, size: int | None = None) -> tuple[list[dict[str, Any]], bool]:
     """One page of messages before `before_id` (newest page if None), oldest first, and has_more."""
-    size = settings.NOUS_HISTORY_PAGE_SIZE
+    size = size or settings.NOUS_HISTORY_PAGE_SIZE
     q = Message.objects.filter(conversation_id=conversation_id).select_related("author")
     if before_id is not None:
         q = q.filter(id__lt=before_id)

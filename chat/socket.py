@@ -15,7 +15,7 @@ from django.conf import settings
 from chat import session
 from chat.db import db_call
 from chat.fanout import conversation_hub
-from chat.limits import FrameBucket, user_counters
+from chat.limits import FrameBucket, close_socket, open_socket, user_counters
 from chat.models import Conversation, Message
 from chat.protocol import MAX_INT, FrameError, client_id_of, parse_client_frame
 from chat.runs.actions import find_run
@@ -46,6 +46,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
     counted = False
     joined = False
     delivery: RunDelivery
+    page_size: int | None = None  # messages per history page; None: NOUS_HISTORY_PAGE_SIZE
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A consumer can end without `disconnect` (the server raises when the client vanished
@@ -72,16 +73,16 @@ class ConversationSocket(AsyncWebsocketConsumer):
             if not user.is_authenticated:
                 raise Refused(4401, "not logged in")
             conversation = await self.open_conversation()
-            if not await user_counters().open_socket(user.id):
+            self.socket_id = uuid.uuid4().hex
+            if not await open_socket(user.id, self.socket_id):
                 raise Refused(4429, f"user {user.id} has too many sockets")
         except Refused as refused:
             log.info("socket refused (%s): %s", refused.code, refused)
             return await self.close(refused.code)
         self.counted = True
         self.conversation = conversation
-        self.socket_id = uuid.uuid4().hex
         self.frames = FrameBucket(settings.NOUS_FRAMES_PER_SECOND)
-        self.delivery = RunDelivery(self._send_text, self.socket_id)
+        self.delivery = RunDelivery(self._send_text, {self.socket_id, f"user:{user.id}"})
         # Join before reading state, so nothing published meanwhile is missed.
         self.joined = True
         await conversation_hub().join(str(conversation.id), self)
@@ -108,7 +109,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
                 await conversation_hub().leave(str(self.conversation.id), self)
                 await self.after_leave()
         finally:
-            await user_counters().close_socket(self.scope["user"].id)
+            await close_socket(self.scope["user"].id, self.socket_id)
 
     # --- client frames -------------------------------------------------------------------
 
@@ -195,4 +196,4 @@ class ConversationSocket(AsyncWebsocketConsumer):
     def _history(self, before: int) -> tuple[list[dict[str, Any]], bool]:
         if not Message.objects.filter(conversation=self.conversation, id=before).exists():
             raise FrameError("not_found", "No such message here")
-        return session.history_page(self.conversation.id, before)
+        return session.history_page(self.conversation.id, before, self.page_size)

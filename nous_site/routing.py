@@ -4,6 +4,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import path, re_path
 
 from chat.consumers import ChatConsumer
+from rooms.consumers import RoomConsumer
 
 log = logging.getLogger("nous.chat")
 
@@ -24,5 +25,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
 websocket_urlpatterns = [
     path("ws/chat/<uuid:conversation_id>/", ChatConsumer.as_asgi()),
+    path("ws/rooms/<slug:slug>/", RoomConsumer.as_asgi()),
     re_path(r"", UnknownPathConsumer.as_asgi()),  # last: whatever the routes above did not match
 ]

@@ -184,6 +184,9 @@ NOUS_CONTEXT_MESSAGES = envint("NOUS_CONTEXT_MESSAGES", 40)
 NOUS_MAX_SOCKETS_PER_USER = envint("NOUS_MAX_SOCKETS_PER_USER", 20)
 NOUS_SENDS_PER_MINUTE = envint("NOUS_SENDS_PER_MINUTE", 30)
 NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20)
+# A socket's presence in a room and its slot in the per-user cap expire this long after its
+# process stopped renewing them (renewed every third of it): a killed process leaves no ghosts.
+NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0)
 NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50)
 NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100)
 # Past this many runs streaming in one process the window widens in proportion (at most 4x):

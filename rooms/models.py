@@ -23,6 +23,7 @@ class Room(models.Model):
     conversation = models.OneToOneField(Conversation, on_delete=models.PROTECT, related_name="room")
     # A trigger arrived while the AI was answering: one follow-up run when that run ends.
     followup_pending = models.BooleanField(default=False)
+    followup_trigger = models.ForeignKey("chat.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="rooms")
 

@@ -181,9 +181,11 @@ async def runs(request):
 
     After the test, in-process runs still going are stopped, so none outlives its test database.
     """
+    from chat.leases import leases
     from chat.limits import user_counters
 
     user_counters.cache_clear()  # user ids repeat across tests; their counters must not
+    leases.cache_clear()
     if PRODUCTION:
         worker = request.getfixturevalue("celery_worker")
         if not worker.alive:
@@ -191,7 +193,7 @@ async def runs(request):
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        for pattern in ("nous:sockets:*", "nous:sends:*"):
+        for pattern in ("nous:sockets:*", "nous:sends:*", "nous:presence:*"):
             for key in client.scan_iter(pattern):
                 client.delete(key)
         yield worker

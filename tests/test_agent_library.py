@@ -1,10 +1,11 @@
 """The framework-free agent library: the test model, the run loop, retries, breaker, coalescing."""
 
 import asyncio
-import time
+from types import SimpleNamespace
 
 import pytest
 
+import agents.models.test
 from agents import (
     Agent,
     AgentConfigError,
@@ -19,6 +20,7 @@ from agents import (
     tool,
 )
 from agents.models.test import TestModel
+from chat.runs import coalesce
 from chat.runs.coalesce import DeltaCoalescer
 
 
@@ -34,12 +36,16 @@ async def test_the_test_model_is_deterministic_per_prompt():
     assert len(a.output.split()) == 20 and a.usage.output_tokens == 20 and a.usage.input_tokens == 2
 
 
-async def test_the_test_model_streams_at_its_token_rate():
-    start = time.monotonic()
+async def test_the_test_model_streams_at_its_token_rate(monkeypatch):
+    sleeps = []
+
+    async def sleep(secs):
+        sleeps.append(secs)
+
+    monkeypatch.setattr(agents.models.test, "asyncio", SimpleNamespace(sleep=sleep))
     events = await collect(Agent("test:tps=100,words=20"))
-    elapsed = time.monotonic() - start
     assert sum(isinstance(e, TextDelta) for e in events) == 20
-    assert 0.15 < elapsed < 1.5
+    assert sleeps == [0] + [0.01] * 19  # the first word at once, then one every 1/tps seconds
 
 
 async def test_max_tokens_caps_the_answer():
@@ -163,41 +169,95 @@ async def test_an_open_breaker_fails_runs_fast_without_calling_the_model():
     assert events[-1].error.code == "provider_unavailable" and agent.model.calls == 1
 
 
+class WatchedModel(TestModel):
+    """A test model that says whether its stream is still open."""
+
+    __test__ = False
+    streaming = False
+
+    async def stream(self, request):
+        self.streaming = True
+        try:
+            async for event in super().stream(request):
+                yield event
+        finally:
+            self.streaming = False
+
+
 async def test_cancelling_a_stream_stops_the_model():
-    model = TestModel(tokens_per_second=50, words=1000)
+    model = WatchedModel(tokens_per_second=50, words=1000)
     received = []
+    three = asyncio.Event()
 
     async def consume():
         async for event in Agent(model).run_stream("go"):
             received.append(event)
+            if len(received) == 3:
+                three.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(three.wait(), 5)
+    assert model.streaming
     task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    count = len(received)
-    await asyncio.sleep(0.2)
-    assert len(received) == count < 30
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+    assert not model.streaming and len(received) == 3  # the model's stream is closed, not left suspended
 
 
-async def test_the_coalescer_flushes_at_the_size_or_the_deadline():
+class HandTimers:
+    """The running loop's `call_later` for chat.runs.coalesce, with timers that fire when the test says."""
+
+    def __init__(self, monkeypatch):
+        self.loop = asyncio.get_running_loop()
+        self.delays = []
+        self.timers = []
+        timers = self
+
+        class Asyncio:
+            def __getattr__(self, name):
+                return getattr(asyncio, name)
+
+            def get_running_loop(self):
+                return timers
+
+        monkeypatch.setattr(coalesce, "asyncio", Asyncio())
+
+    def call_later(self, delay, callback):
+        self.delays.append(delay)
+        handle = self.loop.call_later(3600, callback)  # a real handle, so the coalescer can cancel it
+        self.timers.append((handle, callback))
+        return handle
+
+    def fire(self):
+        """Run the timers not cancelled, as if their delay had passed."""
+        due, self.timers = [t for t in self.timers if not t[0].cancelled()], []
+        for handle, callback in due:
+            handle.cancel()
+            callback()
+
+
+async def test_the_coalescer_flushes_at_the_size_or_the_deadline(monkeypatch):
+    timers = HandTimers(monkeypatch)
     flushed = []
+    flushes = asyncio.Queue()
 
     async def flush_to(seq, text, started_at):
-        flushed.append((seq, text, time.monotonic()))
+        flushed.append((seq, text))
+        flushes.put_nowait(seq)
 
     coalescer = DeltaCoalescer(flush_to, max_chars=10, max_delay_ms=50)
     await coalescer.add("first")  # the first text of a run is not held back
-    assert [f[:2] for f in flushed] == [(1, "first")]
-    start = time.monotonic()
+    assert flushed == [(1, "first")] and timers.delays == []
     await coalescer.add("abc")
     await coalescer.add("defghijk")  # 11 chars: flushed at once
-    assert [f[:2] for f in flushed] == [(1, "first"), (2, "abcdefghijk")]
+    assert flushed == [(1, "first"), (2, "abcdefghijk")]
+    assert timers.delays == [0.05] and timers.timers[0][0].cancelled()  # the size won; its timer is off
     await coalescer.add("x")
-    await asyncio.sleep(0.12)  # the deadline flushes the rest
-    assert [f[:2] for f in flushed][2:] == [(3, "x")]
-    assert 0.04 <= flushed[2][2] - start <= 0.11
+    assert flushed[2:] == [] and timers.delays == [0.05, 0.05]  # held until the deadline
+    timers.fire()
+    while await asyncio.wait_for(flushes.get(), 5) != 3:
+        pass
+    assert flushed[2:] == [(3, "x")]
     await coalescer.add("tail")
     await coalescer.close()
     assert coalescer.text == "firstabcdefghijkxtail" and coalescer.seq == 4
@@ -208,8 +268,14 @@ async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
     breaker = CircuitBreaker("test", failure_threshold=1, cooldown_secs=5, clock=lambda: now[0])
     breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
     now[0] = 6  # half-open: the next call is the trial
-    task = asyncio.create_task(Agent(TestModel(tokens_per_second=5, words=100), breaker=breaker).run("slow"))
-    await asyncio.sleep(0.3)
+    first_word = asyncio.Event()
+
+    async def trial():
+        async for _ in Agent(TestModel(tokens_per_second=5, words=100), breaker=breaker).run_stream("slow"):
+            first_word.set()
+
+    task = asyncio.create_task(trial())
+    await asyncio.wait_for(first_word.wait(), 5)
     task.cancel()  # a user pressed Stop during the trial
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -217,18 +283,19 @@ async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
     assert len(result.output.split()) == 3 and breaker.state == "closed"
 
 
-async def test_the_coalescing_window_widens_under_load():
+async def test_the_coalescing_window_widens_under_load(monkeypatch):
     flushed = []
 
     async def flush_to(seq, text, started_at):
         flushed.append(text)
 
     load = [1.0]
+    timers = HandTimers(monkeypatch)
     coalescer = DeltaCoalescer(flush_to, max_chars=10, max_delay_ms=1000, widen=lambda: load[0])
     await coalescer.add("first")
     await coalescer.add("0123456789")  # 10 chars: flushed at the normal window
     load[0] = 3.0
-    await coalescer.add("0123456789" * 2)  # 20 chars: held, the window is now 30
-    assert flushed == ["first", "0123456789"]
+    await coalescer.add("0123456789" * 2)  # 20 chars: held, the window is now 30 chars and 3 s
+    assert flushed == ["first", "0123456789"] and timers.delays == [1.0, 3.0]
     await coalescer.add("0123456789")
     assert flushed[-1] == "0123456789" * 3

@@ -1,5 +1,7 @@
 """Who may open a chat socket, and how bad input is answered: an error frame, nothing lost."""
 
+import asyncio
+
 import pytest
 
 from chat.models import Conversation, Message
@@ -128,3 +130,22 @@ async def test_message_content_is_stored_as_sent_not_interpreted(alice, conversa
     await socket.send(send_frame(html))
     created = await socket.recv()
     assert created["message"]["content"] == html
+
+
+async def test_socket_slots_held_by_a_dead_process_come_back_within_a_lease(alice, conversation, sockets, settings):
+    from chat.leases import leases
+
+    settings.NOUS_MAX_SOCKETS_PER_USER, settings.NOUS_PRESENCE_TTL_SECS = 2, 0.5
+    for ghost in ("dead-1", "dead-2"):  # sockets of a process that was killed: nobody renews them
+        await leases().add(f"nous:sockets:{alice.id}", ghost)
+    socket, _, _ = await open_socket(alice, f"/ws/chat/{conversation.id}/")
+    assert (await socket.communicator.receive_output(2))["code"] == 4429
+    await asyncio.sleep(0.6)  # the leases run out; alice is still trying
+    live = await sockets.open(alice, conversation)
+    # A live socket's lease is renewed: it keeps its slot however long it stays.
+    await asyncio.sleep(1.2)
+    await sockets.open(alice, conversation)
+    socket, _, _ = await open_socket(alice, f"/ws/chat/{conversation.id}/")
+    assert (await socket.communicator.receive_output(2))["code"] == 4429
+    await live.send({"type": "ping"})
+    assert (await live.recv())["type"] == "pong"

@@ -10,29 +10,39 @@ import logging
 from urllib.parse import quote
 
 import pytest
+from asgiref.sync import sync_to_async
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import ERROR_CODES
+from rooms.models import create_room
+from tests.conftest import open_socket
 from tests.fuzz_frames import HOSTILE_TEXT, UNSTORABLE, Foreign, refused_frames
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
 
 @pytest.fixture
-async def foreign(bob):
-    """Another user's conversation, with a message and a finished run: ids alice must not reach."""
-    conversation = await Conversation.objects.acreate(owner=bob, model="test:")
-    message = await Message.objects.acreate(conversation=conversation, role="user", content="bob's", author=bob)
+async def foreign(charlie):
+    """Another user's conversation, with a message and a finished run: ids the socket must not reach."""
+    conversation = await Conversation.objects.acreate(owner=charlie, model="test:")
+    message = await Message.objects.acreate(conversation=conversation, role="user", content="charlie's", author=charlie)
     run = await AgentRun.objects.acreate(conversation=conversation, trigger_message=message, model="test:", status="completed")
     return Foreign(run_id=str(run.id), message_id=str(message.id))
 
 
-@pytest.fixture
-async def chat_socket(alice, conversation, sockets, settings):
+@pytest.fixture(params=["chat", "room"])
+async def hostile_socket(request, alice, bob, conversation, sockets, settings):
+    """alice on her chat, or bob in alice's room (not its owner: ai.toggle is refused to him)."""
     settings.NOUS_FRAMES_PER_SECOND = 1_000_000  # the flood limit has its own test; here it would hide the rest
-    return await sockets.open(alice, conversation)
+    if request.param == "chat":
+        return await sockets.open(alice, conversation)
+    room = await sync_to_async(create_room)(alice, "Fuzz room", model="test:")
+    socket, connected, _ = await open_socket(bob, f"/ws/rooms/{room.slug}/")
+    assert connected and (await socket.recv())["type"] == "session.ready"
+    sockets.opened.append(socket)
+    return socket
 
 
 async def _stored() -> tuple[int, int]:
@@ -40,8 +50,8 @@ async def _stored() -> tuple[int, int]:
 
 
 @given(data=st.data())
-async def test_every_refused_chat_frame_is_answered_and_changes_nothing(chat_socket, foreign, caplog, data):
-    socket = chat_socket
+async def test_every_refused_frame_is_answered_and_changes_nothing(hostile_socket, foreign, caplog, data):
+    socket = hostile_socket
     frames = data.draw(st.lists(st.one_of(refused_frames(foreign), st.binary(max_size=64)), min_size=1, max_size=4))
     caplog.clear()
     while not await socket.nothing(timeout=0.01):  # what a failed example before this one left

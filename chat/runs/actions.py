@@ -31,12 +31,15 @@ MAX_INSTRUCTIONS_CHARS = 20_000
 MAX_TOKENS_LIMIT = 200_000
 
 
-def check_content(content: str, client_id: str) -> str:
-    """The message text to store, or `FrameError` (nothing stored) if it must be refused."""
+def check_content(content: str, client_id: str | None = None) -> str:
+    """The message text to store, or `FrameError` (nothing stored) if it must be refused.
+
+    `client_id` is checked too when given (a send; an edit has none).
+    """
     content = content.strip()
     if not content:
         raise FrameError("bad_request", "The message is empty", client_id)
-    if not client_id or len(client_id) > 64:
+    if client_id is not None and (not client_id or len(client_id) > 64):
         raise FrameError("bad_request", "client_id must be 1 to 64 characters")
     if len(content) > settings.NOUS_MAX_MESSAGE_CHARS:
         raise FrameError("too_long", f"Messages are limited to {settings.NOUS_MAX_MESSAGE_CHARS} characters", client_id)

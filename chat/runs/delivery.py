@@ -23,11 +23,15 @@ TERMINAL_FRAMES = frozenset({"run.completed", "run.stopped", "run.failed"})
 class RunDelivery:
     """What one socket has been sent of each run, and the frames waiting for `session.ready`."""
 
-    def __init__(self, send_text: Callable[[str], Awaitable[None]], socket_id: str) -> None:
+    def __init__(self, send_text: Callable[[str], Awaitable[None]], identities: set[str]) -> None:
         self.send_text = send_text
-        self.socket_id = socket_id
+        # A frame published with `exclude` equal to one of these skips this socket: its socket id
+        # (a tab's own message.created) or "user:<id>" (a user's own typing, on all their tabs).
+        self.identities = identities
         self.seen_seq: dict[str, int] = {}
         self.ended_runs: set[str] = set()
+        # Frames of room state (presence) carry a `version`; an older one than the socket has is stale.
+        self.versions: dict[str, int] = {}
         # Frames that arrive before session.ready wait here, then follow it in order.
         self.backlog: list[dict[str, Any]] | None = []
 
@@ -72,7 +76,12 @@ class RunDelivery:
             await self._on_live_delta(event["run_id"], event["seq"], text)
         elif kind in TERMINAL_FRAMES:
             await self._send_end(event["run_id"], event["seq"] or 0, text)
-        elif event["exclude"] != self.socket_id:
+        elif event["exclude"] not in self.identities:
+            version = event.get("version")
+            if version is not None:
+                if version <= self.versions.get(kind, -1):
+                    return  # published before the state this socket has (a join racing a change)
+                self.versions[kind] = version
             await self.send_text(text)
 
     async def _on_live_delta(self, run_id: str, seq: int, text: str) -> None:

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+from functools import cache
+from importlib.metadata import version
 from typing import Any
 
 from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 
 from chat.fanout import group_for, layer_event
+from chat.runs.hooks import run_ended
 from chat.runs.replay import RedisReplayLog, replay_log
+
+logger = logging.getLogger("nous.runs")
+
+# The private parts of channels_redis the one-round-trip delta uses (pinned by
+# tests/test_publish_contract.py). The loop layer's method is reached through the outer layer's
+# __getattr__, so it is looked up on its own class.
+PRIVATE_API = ((RedisPubSubLoopLayer, "_get_group_channel_name"), (RedisPubSubChannelLayer, "serialize"))
+
+
+@cache
+def fast_delta_path() -> bool:
+    """Whether this channels_redis still has what the one-round-trip delta needs; warns once if not."""
+    missing = [f"{cls.__name__}.{name}" for cls, name in PRIVATE_API if not callable(getattr(cls, name, None))]
+    if missing:
+        logger.warning("channels_redis %s has no %s: deltas go through group_send, one more round trip each",
+                    version("channels_redis"), ", ".join(missing))
+    return not missing
 
 
 async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> None:
@@ -20,7 +41,7 @@ async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, 
     """Append a delta to the replay log, then send it: in one Redis round trip in production."""
     event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
     layer, log = get_channel_layer(), replay_log()
-    if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer):
+    if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer) and fast_delta_path():
         # What the layer's group_send would PUBLISH, but without its lock: the layer sends one
         # message at a time per connection, a round trip each, and deltas are most of the traffic.
         doorbell = (layer._get_group_channel_name(group_for(conversation_id)), layer.serialize(event))
@@ -34,3 +55,4 @@ async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:
     """Record the terminal frame (so a late resume still gets it), then send it."""
     await replay_log().finish(frame["run_id"], frame)
     await publish(conversation_id, frame)
+    await run_ended(str(conversation_id), frame)

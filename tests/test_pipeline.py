@@ -1,0 +1,90 @@
+"""The run pipeline that chat and rooms share: snapshots, authors in the history, gap repair in the hub."""
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from chat.fanout import conversation_hub, group_for, layer_event
+from chat.models import Conversation, Message
+from chat.runs import lifecycle, queueing
+from chat.runs.replay import replay_log
+from rooms.models import create_room
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
+
+
+async def test_a_run_runs_with_the_settings_it_was_queued_with(alice):
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:", instructions="be brief", temperature=0.2)
+    sent = await sync_to_async(queueing.store_message_and_queue_run)(conversation, alice, "hi", "snap-1")
+    # Another tab changes the settings after the send, before a worker claims the run.
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:words=3", instructions="be long", temperature=1.5)
+    claimed = await sync_to_async(lifecycle.claim_run)(str(sent.run.id))
+    assert (claimed.model, claimed.instructions, claimed.model_settings) == ("test:", "be brief", {"temperature": 0.2})
+
+
+async def test_a_rooms_history_says_who_said_what(alice, bob):
+    room = await sync_to_async(create_room)(alice, "Lunch")
+    conversation = room.conversation
+    await Message.objects.acreate(conversation=conversation, role="user", content="pizza?", author=alice)
+    await Message.objects.acreate(conversation=conversation, role="assistant", content="Pizza it is.")
+    trigger = await Message.objects.acreate(conversation=conversation, role="user", content="sushi!", author=bob)
+    run = await sync_to_async(queueing.queue_run)(conversation.id, trigger, queueing.RunSnapshot("test:", context_messages=10))
+    claimed = await sync_to_async(lifecycle.claim_run)(str(run.id))
+    assert [(m["role"], m["content"]) for m in claimed.history] == [
+        ("user", "alice: pizza?"), ("assistant", "Pizza it is."), ("user", "bob: sushi!")]
+    # A private chat has one speaker: its turns go to the model as written.
+    chat = await Conversation.objects.acreate(owner=alice, model="test:")
+    sent = await sync_to_async(queueing.store_message_and_queue_run)(chat, alice, "plain", "plain-1")
+    claimed = await sync_to_async(lifecycle.claim_run)(str(sent.run.id))
+    assert claimed.history == [{"role": "user", "content": "plain", "author": "alice"}]
+
+
+class Sink:
+    def __init__(self):
+        self.events = []
+
+    async def deliver(self, event):
+        self.events.append(event)
+
+
+async def test_a_dropped_delta_is_read_back_once_per_process_not_once_per_socket(alice, monkeypatch):
+    conversation_id, run_id = "c-gap", f"r-gap-{uuid.uuid4()}"
+    hub, log = conversation_hub(), replay_log()
+    sinks = [Sink() for _ in range(50)]
+    for sink in sinks:
+        await hub.join(conversation_id, sink)
+    reads = []
+    real_read = log.read
+
+    async def counted_read(*args, **kwargs):
+        reads.append(args)
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(log, "read", counted_read)
+    layer = get_channel_layer()
+
+    async def publish(seq, deliver=True):
+        await log.append(run_id, seq, f"w{seq} ")
+        if deliver:
+            await layer.group_send(group_for(conversation_id), layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": f"w{seq} "}))
+
+    await publish(1)
+    await publish(2, deliver=False)  # the layer dropped this one
+    await publish(3, deliver=False)
+    await publish(4)
+    end = {"type": "run.completed", "run_id": run_id, "seq": 5, "message": {}, "usage": {}}
+    await publish(5, deliver=False)
+    await layer.group_send(group_for(conversation_id), layer_event(conversation_id, end))
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while any(len(s.events) < 6 for s in sinks) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    for sink in sinks:
+        assert [(e["frame_type"], e["seq"]) for e in sink.events] == [
+            ("run.delta", 1), ("run.delta", 2), ("run.delta", 3), ("run.delta", 4), ("run.delta", 5), ("run.completed", 5)]
+    assert len(reads) == 2  # one read per gap, for all 50 sockets
+    for sink in sinks:
+        await hub.leave(conversation_id, sink)
