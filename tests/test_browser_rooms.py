@@ -180,12 +180,46 @@ async def test_two_people_in_a_room(browser, alice, bob):
 
     await a.screenshot(path=str(SCREENSHOT))
 
+    # Edit and delete one's own message: the other sees both.
+    hello = a.locator('.message[data-mine="true"]').first
+    await hello.locator(".edit").click()
+    await hello.locator(".edit-input").fill("hello bob, edited")
+    await hello.locator(".save").click()
+    await expect(b.locator('.message[data-role="user"] .content').first).to_have_text("hello bob, edited")
+    await expect(hello.locator(".content")).to_have_text("hello bob, edited")
+    await hello.locator(".delete").click()
+    await expect(b.locator('.message[data-role="user"]')).to_have_count(1)
+    await expect(a.locator('.message[data-role="user"]')).to_have_count(1)
+    assert a.dialogs == ["Delete this message?"]
+
+    # The owner switches the AI off: nobody's @ai is answered; on again, bob asks and stops it.
+    await a.click("#ai-toggle")
+    await expect(b.locator("#ai-state")).to_contain_text("off")
+    await b.fill("#composer", "@ai are you there?")
+    await b.press("#composer", "Enter")
+    await expect(a.locator('.message[data-role="user"]').last.locator(".content")).to_have_text("@ai are you there?")
+    await asyncio.sleep(1.0)
+    assert await a.locator('.message[data-role="assistant"]').count() == 1
+    await a.click("#ai-toggle")
+    await expect(b.locator("#ai-state")).not_to_contain_text("off")
+    await b.fill("#composer", "@ai tell me more")
+    await b.press("#composer", "Enter")
+    answers = [page.locator('.message[data-role="assistant"]').nth(1) for page in (a, b)]
+    await wait_for_text(answers[0], 20)
+    await b.click("#stop")
+    for answer in answers:
+        await expect(answer).to_have_attribute("data-status", "stopped")
+    texts = [await text_of(answer) for answer in answers]
+    stored = await Message.objects.filter(conversation_id=room.conversation_id, role="assistant").alast()
+    assert stored.status == "stopped" and texts[0] == texts[1] == stored.content
+    assert 3 < len(stored.content.split()) < 90
+
     # Bob leaves: alice's list follows.
     await b.context.close()
     await expect(a.locator("#participants li")).to_have_count(1)
     await expect(a.locator("#participants")).to_have_text("alice")
     assert a.problems == [] and b.problems == []
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 90
 
 
 # --- the page's code against a scripted server ------------------------------------------------
