@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-MODEL = "test:tps=30,words=90"  # about 3 s of streaming: slow enough to watch it grow
+MODEL = "test:tps=30,words=120"  # about 4 s of streaming: slow enough to watch it grow
 SCREENSHOT = Path("/tmp/nous-room.png")
 
 
@@ -168,11 +168,16 @@ async def test_two_people_in_a_room(browser, alice, bob):
     await wait_for_text(answers[1], 20)
     await assert_grows(answers[0])
     await assert_grows(answers[1])
+    # Bob reloads in the middle: the text so far comes back (resumed by seq) and the end is the same.
+    before_reload = await text_of(answers[1])
+    await b.reload()
+    await expect(b.locator("#status")).to_contain_text("Connected")
+    assert (await text_of(answers[1])).startswith(before_reload)
     for answer in answers:
         await expect(answer).to_have_attribute("data-status", "complete", timeout=30_000)
     texts = [await text_of(answer) for answer in answers]
     stored = await Message.objects.filter(conversation_id=room.conversation_id, role="assistant").alast()
-    assert texts[0] == texts[1] == stored.content and len(stored.content.split()) == 90
+    assert texts[0] == texts[1] == stored.content and len(stored.content.split()) == 120
     for answer in answers:
         assert await answer.get_attribute("data-id") == str(stored.id)
         assert await answer.get_attribute("data-resynced") is None
@@ -212,7 +217,7 @@ async def test_two_people_in_a_room(browser, alice, bob):
     texts = [await text_of(answer) for answer in answers]
     stored = await Message.objects.filter(conversation_id=room.conversation_id, role="assistant").alast()
     assert stored.status == "stopped" and texts[0] == texts[1] == stored.content
-    assert 3 < len(stored.content.split()) < 90
+    assert 3 < len(stored.content.split()) < 120
 
     # Bob leaves: alice's list follows.
     await b.context.close()
