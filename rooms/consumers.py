@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from typing import Any
 
@@ -16,9 +18,18 @@ from chat.socket import ConversationSocket, Refused
 from rooms import ai, presence
 from rooms.models import Room
 
+log = logging.getLogger("nous.rooms")
+
 ROOM_PAGE_SIZE = 20
+ACCESS_REVOKED = "access.revoked"  # between processes only: never sent to a client
 TYPING_TIMEOUT_SECS = 3.0  # a `typing: true` not renewed for this long ends by itself
 TYPING_THROTTLE_SECS = 1.0  # at most one `typing: true` a second per typer reaches the room
+
+
+async def revoke_access(room: Room, username: str) -> None:
+    """Close `username`'s sockets in a private room (in every process) with 4403: removed by the owner."""
+    if room.is_private:
+        await publish(room.conversation_id, {"type": ACCESS_REVOKED, "user": username})
 
 
 class RoomConsumer(ConversationSocket):
@@ -58,6 +69,15 @@ class RoomConsumer(ConversationSocket):
         changed = await presence.leave(str(self.conversation.id), self.username, self.socket_id)
         if changed is not None:
             await publish(self.conversation.id, changed)
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        if event["frame_type"] == ACCESS_REVOKED:
+            if json.loads(event["json"])["user"] == self.username and self.room.owner_id != self.scope["user"].id:
+                log.info("room socket closed (4403): %s was removed from %s", self.username, self.room.slug)
+                await self.close(4403)
+                await self._release()  # gone from presence now, not when the client's close comes back
+            return
+        await super().deliver(event)
 
     # --- client frames -------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from chat.protocol import FrameError
 from chat.runs.actions import validated_settings
+from rooms.consumers import revoke_access
 from rooms.models import Membership, Room, create_room
 
 # Rooms follow the chat's rule: a room you may not enter is a 404, never a 403, so that a private
@@ -137,6 +139,8 @@ def remove_member(request: HttpRequest, slug: str, username: str) -> HttpRespons
     room = _owned_room(request, slug)
     removed, _ = Membership.objects.filter(room=room, user__username=username).delete()
     if removed:
+        # Their open sockets are closed with 4403 now, not at their next reconnect.
+        async_to_sync(revoke_access)(room, username)
         messages.success(request, f"{username} was removed from this room.")
     else:
         messages.error(request, f"{username} is not a member of this room.")

@@ -262,3 +262,19 @@ async def test_the_ai_chimes_in_after_five_minutes_of_silence(alice, bob, room, 
     await a.send(send_frame("thanks"))  # it just spoke: quiet again
     await a.recv()
     assert await a.nothing(0.4)
+
+
+async def test_a_member_the_owner_removes_is_shut_out_at_once(alice, bob, rooms):
+    from django.test import Client
+
+    private = await sync_to_async(create_room)(alice, "Board", is_private=True)
+    await Membership.objects.acreate(room=private, user=bob)
+    a, b = await rooms.join(alice, private), await rooms.join(bob, private)
+    await a.recv_until("presence")
+    owner = Client()
+    await sync_to_async(owner.force_login)(alice)
+    r = await sync_to_async(owner.post)(f"/rooms/{private.slug}/members/bob/remove/")
+    assert r.status_code == 302
+    assert (await b.communicator.receive_output(2))["code"] == 4403
+    assert (await a.recv_until("presence"))[0]["participants"] == ["alice"]
+    assert await refusal(bob, f"/ws/rooms/{private.slug}/") == 4403
