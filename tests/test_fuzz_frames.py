@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import ERROR_CODES
-from rooms.models import create_room
+from rooms.models import Membership, create_room
 from tests.conftest import open_socket
 from tests.fuzz_frames import HOSTILE_TEXT, UNSTORABLE, Foreign, refused_frames
 
@@ -108,6 +108,31 @@ def test_hostile_page_urls_and_forms_never_fail_on_our_side(client, alice, bob, 
     own.refresh_from_db()
     assert "\x00" not in own.title
     assert Conversation.objects.filter(id=bobs.id, title="bob's").exists()
+
+
+@given(data=st.data())
+def test_hostile_room_urls_and_forms_never_fail_on_our_side(client, alice, bob, charlie, data):
+    """The room pages with hostile slugs, titles, models and user names: never a 500; a private
+    room is a 404 to an outsider, as a missing one is; the members panel is the owner's only."""
+    client.force_login(bob)
+    private = create_room(charlie, "charlie's secret", is_private=True)
+    segment = quote(data.draw(PATH_TEXT), safe="")
+    text = data.draw(st.one_of(HOSTILE_TEXT, st.builds(lambda a: a + "\x00", HOSTILE_TEXT)))
+    form = {"title": text, "slug": data.draw(HOSTILE_TEXT), "model": data.draw(st.one_of(HOSTILE_TEXT, st.just("test:"))),
+            "is_private": data.draw(st.sampled_from(["", "on", text]))}
+    for method, url, body in [
+        ("get", f"/rooms/{segment}/", None),
+        ("post", f"/rooms/{segment}/join/", {}),
+        ("post", f"/rooms/{segment}/members/", {"username": text}),
+        ("post", f"/rooms/{segment}/members/{segment}/remove/", {}),
+        ("post", "/rooms/", form),
+    ]:
+        r = getattr(client, method)(url, body) if body is not None else getattr(client, method)(url)
+        assert r.status_code < 500, (url, r.status_code)
+    for method, url in [("get", f"/rooms/{private.slug}/"), ("post", f"/rooms/{private.slug}/join/"),
+                        ("post", f"/rooms/{private.slug}/members/"), ("post", f"/rooms/{private.slug}/members/bob/remove/")]:
+        assert getattr(client, method)(url, {"username": "bob"}).status_code == 404, url
+    assert not Membership.objects.filter(room=private, user=bob).exists()
 
 
 def test_posts_without_a_csrf_token_are_refused(alice):
