@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from chat.runs.replay import replay_log
+from chat.runs.replay import SEQ_FRAMES, entry_frame, replay_log
 
 log = logging.getLogger("nous.chat")
 
@@ -116,21 +116,22 @@ class ConversationHub:
     async def _with_gap_filled(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """`event`, after the deltas of its run that the layer dropped before it (read once)."""
         run_id, seq, kind = event.get("run_id"), event.get("seq"), event.get("frame_type")
-        if not run_id or not seq or kind not in ("run.delta", "run.completed", "run.stopped", "run.failed"):
+        ended = kind in ("run.completed", "run.stopped", "run.failed")
+        if not run_id or not seq or not (ended or kind in SEQ_FRAMES):
             return [event]
         runs = self.last_seq.setdefault(event["conversation_id"], {})
         last = runs.get(run_id)
-        if kind == "run.delta":
+        if not ended:
             runs[run_id] = max(seq, last or 0)
         else:
             runs.pop(run_id, None)
         # A run first seen mid-stream has no gap to fill here: its sockets know their own seq.
-        if last is None or seq <= last + 1 - (kind != "run.delta"):
+        if last is None or seq <= last + 1 - ended:
             return [event]
         replay = await replay_log().read(run_id, last)
-        upto = seq if kind == "run.delta" else seq + 1
-        missing = [layer_event(event["conversation_id"], {"type": "run.delta", "run_id": run_id, "seq": s, "text": t})
-                   for s, t in (replay.deltas if replay else []) if s < upto]
+        upto = seq + 1 if ended else seq
+        missing = [layer_event(event["conversation_id"], entry_frame(run_id, s, entry))
+                   for s, entry in (replay.deltas if replay else []) if s < upto]
         return [*missing, event]
 
 

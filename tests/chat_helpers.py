@@ -9,11 +9,15 @@ def send_frame(content: str, client_id: str | None = None) -> dict:
     return {"type": "message.send", "content": content, "client_id": client_id or str(uuid.uuid4())}
 
 
+SEQ_FRAMES = ("run.delta", "run.tool_call", "run.tool_result", "run.approval_required")
+
+
 def deltas_text(frames: list[dict], run_id: str | None = None) -> str:
-    """The text of the `run.delta` frames among `frames`, checking seq is gapless from 1."""
-    deltas = [f for f in frames if f["type"] == "run.delta" and (run_id is None or f["run_id"] == run_id)]
-    assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1)), [d["seq"] for d in deltas]
-    return "".join(d["text"] for d in deltas)
+    """The text of the `run.delta` frames among `frames`, checking that the run's numbered frames
+    (deltas and tool events) are gapless from 1."""
+    numbered = [f for f in frames if f["type"] in SEQ_FRAMES and (run_id is None or f["run_id"] == run_id)]
+    assert [f["seq"] for f in numbered] == list(range(1, len(numbered) + 1)), [f["seq"] for f in numbered]
+    return "".join(f["text"] for f in numbered if f["type"] == "run.delta")
 
 
 async def run_of(run_id: str) -> AgentRun:

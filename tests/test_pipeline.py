@@ -12,6 +12,7 @@ from chat.models import Conversation, Message
 from chat.runs import lifecycle, queueing
 from chat.runs.replay import replay_log
 from rooms.models import create_room
+from tests.chat_helpers import SEQ_FRAMES, deltas_text
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
@@ -88,3 +89,27 @@ async def test_a_dropped_delta_is_read_back_once_per_process_not_once_per_socket
     assert len(reads) == 2  # one read per gap, for all 50 sockets
     for sink in sinks:
         await hub.leave(conversation_id, sink)
+
+
+async def test_tool_frames_take_their_seq_and_a_resume_rebuilds_them(alice, sockets):
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:tool=clock,tps=20,words=40")
+    socket = await sockets.open(alice, conversation)
+    await socket.send({"type": "message.send", "content": "what time is it", "client_id": "tools-1"})
+    result, _ = await socket.recv_until("run.tool_result")
+    call = next(f for f in socket.frames if f["type"] == "run.tool_call")
+    assert (call["seq"], result["seq"]) == (1, 2) and call["tool_call"]["name"] == "clock"
+    # A second tab opening now gets the tool frames in its snapshot, with their seq.
+    late = await sockets.open(alice, conversation)
+    events = late.ready["active_run"]["events"]
+    assert [e["type"] for e in events] == ["run.tool_call", "run.tool_result"] and events[0]["seq"] == 1
+    completed, _ = await socket.recv_until("run.completed")
+    assert deltas_text(socket.frames) == completed["message"]["content"]
+    # A resume from the start replays the same numbered frames, tool events included.
+    await socket.send({"type": "run.resume", "run_id": completed["run_id"], "after_seq": 0})
+    replayed = []
+    while not await socket.nothing(0.3):
+        replayed.append(await socket.recv())
+    live = [f for f in socket.frames[: socket.frames.index(completed)] if f["type"] in SEQ_FRAMES]
+    assert [(f["type"], f["seq"]) for f in replayed] == [(f["type"], f["seq"]) for f in live]
+    tool_messages = [m async for m in Message.objects.filter(conversation=conversation, role="tool")]
+    assert len(tool_messages) == 1 and '"name": "clock"' in tool_messages[0].content

@@ -33,6 +33,7 @@ class DeltaCoalescer:
         self._lock = asyncio.Lock()
 
     async def add(self, text: str) -> None:
+        text = text.replace("\x00", "")  # no database stores it, and the replay log marks frames with it
         if not self.buffer:
             # A new chunk: its window is set now (the load is looked up once per chunk, not per token).
             self.started_at = time.time()
@@ -63,6 +64,18 @@ class DeltaCoalescer:
             # A stop must not cut a publish in half: the stored text would then hold a chunk the
             # replay log lacks. Finish this one, then let the cancellation through.
             publishing = asyncio.ensure_future(self.flush_to(self.seq, chunk, self.started_at))
+            try:
+                await asyncio.shield(publishing)
+            except asyncio.CancelledError:
+                await publishing
+                raise
+
+    async def numbered(self, publish: Callable[[int], Awaitable[None]]) -> None:
+        """Flush the text, then `publish(seq)` a non-text run frame under the next seq, in order."""
+        await self.flush()
+        async with self._lock:
+            self.seq += 1
+            publishing = asyncio.ensure_future(publish(self.seq))
             try:
                 await asyncio.shield(publishing)
             except asyncio.CancelledError:

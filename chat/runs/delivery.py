@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from chat import session
 from chat.db import db_call
 from chat.models import AgentRun
-from chat.runs.replay import replay_log
+from chat.runs.replay import SEQ_FRAMES, entry_frame, replay_log
 
 TERMINAL_FRAMES = frozenset({"run.completed", "run.stopped", "run.failed"})
 
@@ -36,13 +36,15 @@ class RunDelivery:
         self.backlog: list[dict[str, Any]] | None = []
 
     async def active_run(self, run: AgentRun | None) -> dict[str, Any] | None:
-        """`session.ready`'s `active_run`: the text so far from the replay log, and its seq."""
+        """`session.ready`'s `active_run`: the text so far from the replay log, its seq, and the
+        tool frames streamed so far (`events`, each with its seq)."""
         if run is None:
             return None
         replay = await replay_log().read(str(run.id))
-        content, seq = (replay.text, replay.last_seq) if replay else ("", 0)
+        content, seq, events = (replay.text, replay.last_seq, replay.events) if replay else ("", 0, [])
         self.seen_seq[str(run.id)] = seq
-        return {"run_id": str(run.id), "seq": seq, "content": content, "status": run.status, "model": run.model}
+        return {"run_id": str(run.id), "seq": seq, "content": content, "status": run.status, "model": run.model,
+                "events": events}
 
     async def ready(self) -> None:
         """`session.ready` was sent: send what arrived meanwhile, then go live."""
@@ -72,7 +74,7 @@ class RunDelivery:
 
     async def _deliver_now(self, event: dict[str, Any]) -> None:
         kind, text = event["frame_type"], event["json"]
-        if kind == "run.delta":
+        if kind in SEQ_FRAMES:
             await self._on_live_delta(event["run_id"], event["seq"], text)
         elif kind in TERMINAL_FRAMES:
             await self._send_end(event["run_id"], event["seq"] or 0, text)
@@ -101,7 +103,7 @@ class RunDelivery:
                 if live_json is not None:
                     await self.send_text(live_json)
                 else:
-                    await self.send_text(json.dumps({"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}))
+                    await self.send_text(json.dumps(entry_frame(run_id, seq, text)))
 
     async def _send_end(self, run_id: str, seq: int, text: str) -> None:
         """Send a run's terminal frame (JSON `text`) once, after every delta before it."""

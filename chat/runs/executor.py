@@ -15,7 +15,7 @@ from chat.db import db_call
 from chat.runs import lifecycle
 from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
-from chat.runs.publish import publish, publish_delta, publish_end
+from chat.runs.publish import publish, publish_delta, publish_end, publish_run_frame
 from chat.runs.stop import stop_signal
 
 log = logging.getLogger("nous.runs")
@@ -47,6 +47,7 @@ class RunExecution:
         self.conversation_id = claimed.conversation_id
         self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS, load_factor)
         self.outcome: tuple[str, Any] | None = None
+        self.calls: dict[str, ToolCall] = {}
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
         # The benchmark measures our added latency from these (NOUS_BENCH_TIMESTAMPS=1 only).
@@ -97,17 +98,25 @@ class RunExecution:
                 case TextDelta(text=text):
                     await self.coalescer.add(text)
                 case ToolCall():
-                    await self.coalescer.flush()
-                    await publish(self.conversation_id, {"type": "run.tool_call", "run_id": self.run_id, "tool_call": event.to_dict()})
+                    self.calls[event.id] = event
+                    await self._publish_numbered({"type": "run.tool_call", "tool_call": event.to_dict()})
                 case ToolResult():
-                    await publish(self.conversation_id, {
-                        "type": "run.tool_result", "run_id": self.run_id, "tool_call_id": event.tool_call_id,
+                    await db_call(lifecycle.store_tool_message)(self.claimed, self.calls.get(event.tool_call_id), event)
+                    await self._publish_numbered({
+                        "type": "run.tool_result", "tool_call_id": event.tool_call_id,
                         "result": event.result, "is_error": event.is_error,
                     })
                 case Finished(result=result):
                     self.outcome = ("completed", result.usage.to_dict())
                 case RunError(error=error):
                     self.outcome = ("failed", error)
+
+    async def _publish_numbered(self, frame: dict[str, Any]) -> None:
+        """A tool frame takes the run's next seq, after the text before it, into the replay log."""
+        async def publish_as(seq: int) -> None:
+            await publish_run_frame(self.conversation_id, {**frame, "run_id": self.run_id, "seq": seq})
+
+        await self.coalescer.numbered(publish_as)
 
     async def _wait_for_stop(self) -> None:
         """Return when a stop is signalled. If the signal fails, the checkpoint's flag still works."""

@@ -3,6 +3,7 @@ the watchdog and the admin can race and exactly one of them wins."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -86,6 +87,15 @@ def model_history(conversation_id: Any, before_id: int, limit: int | None = None
         content = f"{author}: {r['content']}" if with_names and r["role"] == Message.Role.USER else r["content"]
         history.append({"role": r["role"], "content": content, "author": author})
     return history
+
+
+def store_tool_message(claimed: ClaimedRun, call: Any, result: Any) -> None:
+    """A tool call and its result, as a `tool` message in the history (shown under the answer)."""
+    content = json.dumps({"tool_call_id": result.tool_call_id, "name": getattr(call, "name", ""),
+                          "arguments": getattr(call, "arguments", {}), "result": result.result,
+                          "is_error": result.is_error})
+    Message.objects.create(conversation_id=claimed.conversation_id, role=Message.Role.TOOL, content=content,
+                           run_id=claimed.run_id)
 
 
 def checkpoint(run_ids: list[str], texts: dict[str, tuple[int, str]]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import cache
 from importlib.metadata import version
@@ -12,7 +13,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 
 from chat.fanout import group_for, layer_event
 from chat.runs.hooks import run_ended
-from chat.runs.replay import RedisReplayLog, replay_log
+from chat.runs.replay import FRAME_MARK, RedisReplayLog, replay_log
 
 logger = logging.getLogger("nous.runs")
 
@@ -49,6 +50,12 @@ async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, 
     else:
         await log.append(run_id, seq, text)
         await layer.group_send(group_for(conversation_id), event)
+
+
+async def publish_run_frame(conversation_id: str, frame: dict[str, Any]) -> None:
+    """A numbered run frame other than a delta (a tool call or result): logged, then sent."""
+    await replay_log().append(frame["run_id"], frame["seq"], FRAME_MARK + json.dumps(frame))
+    await publish(conversation_id, frame)
 
 
 async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
-"""The replay log: every run's deltas by `seq`, plus its terminal frame, kept a while after the end.
+"""The replay log: every run frame by `seq` (text deltas and tool events), plus the terminal
+frame, kept a while after the end.
 
 The channel layer is at-most-once; this log is the ledger that makes `run.resume` and
 `session.ready` gapless. In memory for the embedded default, a Redis list per run in production.
+An entry is a delta's text, or a whole frame as JSON after `FRAME_MARK` (deltas never hold NUL:
+the coalescer drops it, as no database column can store it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from django.conf import settings
 from chat.runs.redis_client import redis_client
 
 RUNNING_TTL_SECS = 24 * 3600  # a log outlives a crashed worker long enough for the watchdog
+FRAME_MARK = "\x00"
+# The run frames numbered by `seq` and kept in the log, besides the terminal one.
+SEQ_FRAMES = frozenset({"run.delta", "run.tool_call", "run.tool_result", "run.approval_required"})
+
+
+def entry_frame(run_id: str, seq: int, entry: str) -> dict[str, Any]:
+    """The run frame a log entry stands for."""
+    if entry.startswith(FRAME_MARK):
+        return json.loads(entry[1:])
+    return {"type": "run.delta", "run_id": run_id, "seq": seq, "text": entry}
 
 
 class ReplayLogBroken(RuntimeError):
@@ -25,14 +38,20 @@ class ReplayLogBroken(RuntimeError):
 
 @dataclass
 class Replay:
-    """Deltas after some seq as `(seq, text)`, and the terminal frame if the run has ended."""
+    """Entries after some seq as `(seq, entry)`, and the terminal frame if the run has ended."""
 
     deltas: list[tuple[int, str]]
     end: dict[str, Any] | None
 
     @property
     def text(self) -> str:
-        return "".join(text for _, text in self.deltas)
+        """The text streamed so far (tool events left out)."""
+        return "".join(entry for _, entry in self.deltas if not entry.startswith(FRAME_MARK))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The tool frames among the entries, in order (`session.ready` rebuilds them)."""
+        return [json.loads(entry[1:]) for _, entry in self.deltas if entry.startswith(FRAME_MARK)]
 
     @property
     def last_seq(self) -> int:

@@ -191,6 +191,7 @@
   /* Show a server message: update its bubble if we have one (by id, or by run for a streaming
    * placeholder), else add one at the end. */
   function upsert(message, where) {
+    if (message.role === "tool") message = toolMessage(message);
     var record = message.id && state.records[message.id];
     if (!record && message.role === "assistant" && message.run_id) record = state.runs[message.run_id];
     if (record) {
@@ -200,6 +201,19 @@
     record = createRecord(message);
     insert(record, where);
     return record;
+  }
+
+  /* A stored tool message holds its call and result as JSON: shown as the live frames show it. */
+  function toolMessage(message) {
+    var call;
+    try { call = JSON.parse(message.content); } catch (err) { return message; }
+    if (!call || typeof call !== "object" || !call.tool_call_id) return message;
+    var shown = {};
+    Object.keys(message).forEach(function (key) { shown[key] = message[key]; });
+    shown.id = "tool-" + call.tool_call_id;
+    shown.content = "Calling tool `" + (call.name || "?") + "`" + (call.is_error ? " failed: " : " → ") + String(call.result);
+    shown.status = call.is_error ? "failed" : "complete";
+    return shown;
   }
 
   /* The assistant bubble of a run, made as a placeholder if the run has none yet. */
@@ -497,6 +511,11 @@
         applyMessage(record, { status: "streaming" });
         queuedNote(record, 0);
         setActiveRun({ run_id: active.run_id, status: active.status });
+        // The tool calls and results streamed so far, as the live frames showed them.
+        (active.events || []).forEach(function (event) {
+          var handle = handlers[event.type];
+          if (handle && event.type !== "session.ready") handle(event);
+        });
       }
       if (state.pending) {
         var stored = messages.filter(function (m) { return m.client_id === state.pending.client_id; })[0];

@@ -15,6 +15,9 @@
     4404: { reason: "This conversation does not exist" },
   };
 
+  // A run's frames that carry its gapless `seq`: text deltas and tool events alike.
+  var SEQ_FRAMES = { "run.delta": true, "run.tool_call": true, "run.tool_result": true, "run.approval_required": true };
+
   var browserClock = {
     setTimeout: function (fn, ms) { return window.setTimeout(fn, ms); },
     clearTimeout: function (id) { window.clearTimeout(id); },
@@ -131,13 +134,13 @@
       if (active && active.run_id) this.lastSeq[active.run_id] = active.seq || 0;
       this._schedulePing();
       this._status("connected", {});
-    } else if (frame.type === "run.delta") {
+    } else if (SEQ_FRAMES[frame.type]) {
       if (!this._acceptDelta(frame)) return;
     }
     if (this.options.onFrame) this.options.onFrame(frame);
   };
 
-  /* true: hand the delta to the page. false: a duplicate (dropped) or after a gap (resume asked). */
+  /* true: hand the run frame to the page. false: a duplicate (dropped) or after a gap (resume asked). */
   NousSocket.prototype._acceptDelta = function (frame) {
     var runId = frame.run_id, seq = frame.seq, last = this.lastSeq[runId] || 0;
     if (typeof seq !== "number" || seq <= last) return false;
