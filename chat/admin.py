@@ -1,33 +1,107 @@
-from django.contrib import admin
+"""The admin, live: conversations with their numbers, runs that can be stopped or failed through
+the same code as the sockets use, messages read-only. Every page runs a fixed number of queries
+however many messages a conversation has (tests/test_admin.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
+from django.db.models import Count, F, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from chat.models import AgentRun, Conversation, Message
+from chat.runs.dispatch import stop_run
+from chat.runs.watchdog import fail_runs
 
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    fields = ("role", "author", "status", "content", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
+PREVIEW_MESSAGES = 20
 
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("title", "owner", "model", "input_tokens", "output_tokens", "updated_at")
-    list_filter = ("model",)
+    list_display = ("__str__", "owner", "kind", "model", "message_count", "total_tokens", "updated_at")
+    list_filter = ("kind", "model", ("updated_at", admin.DateFieldListFilter))
     search_fields = ("title", "owner__username")
-    inlines = [MessageInline]
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    readonly_fields = ("input_tokens", "output_tokens", "created_at", "updated_at", "newest_messages")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return super().get_queryset(request).annotate(n_messages=Count("messages"))
+
+    @admin.display(description="messages", ordering="n_messages")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.n_messages  # type: ignore[attr-defined]
+
+    @admin.display(description="tokens", ordering=F("input_tokens") + F("output_tokens"))
+    def total_tokens(self, obj: Conversation) -> int:
+        return obj.input_tokens + obj.output_tokens
+
+    @admin.display(description="messages (newest first)")
+    def newest_messages(self, obj: Conversation) -> str:
+        # Not an inline: a conversation of 5,000 messages shows a page of them, and the rest are a
+        # link to the message list, which Django paginates.
+        rows = Message.objects.filter(conversation=obj).select_related("author").order_by("-id")[:PREVIEW_MESSAGES]
+        table = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (m.created_at.strftime("%Y-%m-%d %H:%M:%S"), m.to_dict()["author"], m.status, m.content[:300]) for m in rows))
+        link = reverse("admin:chat_message_changelist") + f"?conversation__id__exact={obj.id}"
+        return format_html('<table>{}</table><p><a href="{}">All messages of this conversation</a></p>', table, link)
 
 
 @admin.register(AgentRun)
 class AgentRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "status", "model", "worker", "created_at", "heartbeat_at", "error_code")
-    list_filter = ("status", "model")
+    list_display = ("id", "conversation", "status", "model", "duration", "time_to_first_token", "error_code", "worker",
+                    "created_at")
+    list_filter = ("status", "model", "error_code")
+    list_select_related = ("conversation",)
+    ordering = ("-created_at",)
     readonly_fields = [f.name for f in AgentRun._meta.fields]
+    actions = ("stop_selected", "fail_selected")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def duration(self, run: AgentRun) -> str:
+        secs = run.duration_secs
+        return "" if secs is None else f"{secs:.1f} s"
+
+    @admin.display(description="first token")
+    def time_to_first_token(self, run: AgentRun) -> str:
+        secs = run.time_to_first_token_secs
+        return "" if secs is None else f"{secs * 1000:.0f} ms"
+
+    @admin.action(description="Stop the selected runs (their pages get run.stopped)")
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> None:
+        active = [str(i) for i in queryset.filter(status__in=AgentRun.ACTIVE).values_list("id", flat=True)]
+        stopped = sum(async_to_sync(stop_run)(run_id) for run_id in active)
+        self.message_user(request, f"Stopped {stopped} of {len(active)} active runs.", messages.SUCCESS)
+
+    @admin.action(description="Mark the selected stuck runs failed (their pages get run.failed)")
+    def fail_selected(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> None:
+        active = [str(i) for i in queryset.filter(status__in=AgentRun.ACTIVE).values_list("id", flat=True)]
+        ended = async_to_sync(fail_runs)(active, None, "was ended by an operator")
+        self.message_user(request, f"Marked {len(ended)} runs failed.", messages.SUCCESS)
 
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "role", "status", "created_at")
+    list_display = ("id", "conversation", "role", "author", "status", "short_content", "created_at")
     list_filter = ("role", "status")
     search_fields = ("content",)
+    list_select_related = ("conversation", "author")
+    raw_id_fields = ("conversation", "author", "run")
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the history is what was said: read-only
+
+    @admin.display(description="content")
+    def short_content(self, message: Message) -> str:
+        return message.content[:120]

@@ -150,6 +150,7 @@ class AgentRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)  # stored with the end, off the hot path
     worker = models.CharField(max_length=200, blank=True, default="")
     last_seq = models.PositiveIntegerField(default=0)
     stop_requested = models.BooleanField(default=False)
@@ -169,6 +170,18 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.id} ({self.status})"
+
+    @property
+    def duration_secs(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return ((self.finished_at or self.heartbeat_at or self.started_at) - self.started_at).total_seconds()
+
+    @property
+    def time_to_first_token_secs(self) -> float | None:
+        if self.started_at is None or self.first_token_at is None:
+            return None
+        return (self.first_token_at - self.created_at).total_seconds()
 
     @property
     def is_active(self) -> bool:

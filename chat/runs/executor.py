@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
 from chat.db import db_call
@@ -48,10 +49,13 @@ class RunExecution:
         self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS, load_factor)
         self.outcome: tuple[str, Any] | None = None
         self.calls: dict[str, ToolCall] = {}
+        self.first_token_at: Any = None
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
         # The benchmark measures our added latency from these (NOUS_BENCH_TIMESTAMPS=1 only).
         stamps = {"t_emit": started_at, "t_flush": time.time()} if BENCH_TIMESTAMPS else {}
+        if seq == 1:
+            self.first_token_at = timezone.now()
         await publish_delta(self.conversation_id, self.run_id, seq, text, **stamps)
 
     async def run(self) -> None:
@@ -128,7 +132,8 @@ class RunExecution:
 
     async def _finish(self, status: str, detail: Any) -> None:
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
-        frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error)
+        frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
+                                                    first_token_at=self.first_token_at)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

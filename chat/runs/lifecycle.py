@@ -122,6 +122,7 @@ def finish_run(
     usage: dict[str, int] | None = None,
     error: dict[str, Any] | None = None,
     condition: Q | None = None,
+    first_token_at: Any = None,
 ) -> dict[str, Any] | None:
     """End an active run once: store the final text and usage, return the frame to publish.
 
@@ -140,6 +141,7 @@ def finish_run(
             usage=usage,
             error_code=(error or {}).get("code", ""),
             error_message=(error or {}).get("message", ""),
+            **({"first_token_at": first_token_at} if first_token_at is not None else {}),
         )
         if not won:
             return None

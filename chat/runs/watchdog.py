@@ -10,6 +10,7 @@ import logging
 import weakref
 
 from django.conf import settings
+from django.db.models import Q
 
 from chat.db import db_call
 from chat.models import AgentRun
@@ -26,12 +27,18 @@ async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | N
     """The watchdog: end runs whose worker died (or that nobody picked up) as `failed`, keeping
     the partial text the replay log holds. Returns the ids it ended."""
     condition = lifecycle.stale_condition(stale_secs, queued_secs)
+    return await fail_runs(await db_call(lifecycle.stale_run_ids)(condition), condition)
+
+
+async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | None = None) -> list[str]:
+    """End active runs `failed` with the partial text the replay log holds, and tell their
+    sockets (`run.failed`); the watchdog's sweep and the admin's action. Returns those it ended."""
     ended = []
-    for run_id in await db_call(lifecycle.stale_run_ids)(condition):
+    for run_id in run_ids:
         status, checkpointed, last_seq = await db_call(_run_state)(run_id)
         replay = await replay_log().read(run_id)
         text, seq = (replay.text, replay.last_seq) if replay else (checkpointed, last_seq)
-        what = "stopped responding" if status == AgentRun.Status.RUNNING else "was never picked up by a worker"
+        what = why or ("stopped responding" if status == AgentRun.Status.RUNNING else "was never picked up by a worker")
         error = {"code": "timeout", "message": f"The agent run {what}", "retryable": True}
         frame = await db_call(lifecycle.finish_run)(run_id, "failed", text, seq, None, error, condition)
         if frame is not None:
