@@ -259,6 +259,22 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.getenv("NOUS_CELERY_QUEUE", "nous-runs")
+# `celery -A nous_site beat` (make beat; one such process per deployment) starts the periodic
+# commands; each expires after its interval, so a backlog while the workers are down is not run
+# many times over. The ASGI processes also run the watchdog themselves (NOUS_WATCHDOG_INTERVAL_SECS).
+NOUS_CLEANUP_EVERY_SECS = envfloat("NOUS_CLEANUP_EVERY_SECS", 60.0, above=0)
+NOUS_PRUNE_EVERY_SECS = envfloat("NOUS_PRUNE_EVERY_SECS", 3600.0, above=0)
+# Chat conversations with no activity for this many days are deleted (0: kept for ever).
+NOUS_PRUNE_AFTER_DAYS = envint("NOUS_PRUNE_AFTER_DAYS", 90, min=0)
+CELERY_BEAT_SCHEDULE = {
+    "cleanup-agents": {"task": "chat.cleanup_agents", "schedule": NOUS_CLEANUP_EVERY_SECS,
+                       "options": {"expires": NOUS_CLEANUP_EVERY_SECS}},
+}
+if NOUS_PRUNE_AFTER_DAYS:
+    CELERY_BEAT_SCHEDULE["prune-conversations"] = {
+        "task": "chat.prune_conversations", "schedule": NOUS_PRUNE_EVERY_SECS, "options": {"expires": NOUS_PRUNE_EVERY_SECS},
+    }
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Nous Chat ---------------------------------------------------------------------------
 NOUS_DEFAULT_MODEL = os.getenv("NOUS_DEFAULT_MODEL", "test:")
