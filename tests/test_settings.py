@@ -19,7 +19,8 @@ SETUP = "import django; django.setup(); from django.conf import settings; print(
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without anything that picks settings, plus `extra`: the embedded default."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("NOUS_", "DJANGO_", "DATABASE_", "REDIS_", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "LOG_LEVEL"))}
+           if not k.startswith(("NOUS_", "DJANGO_", "DATABASE_", "REDIS_", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "LOG_LEVEL",
+                                     "ANTHROPIC_", "OPENAI_"))}
     env.update(DJANGO_SETTINGS_MODULE="nous_site.settings", PYTHONPATH=str(ROOT), **extra)
     return env
 
@@ -214,3 +215,13 @@ def test_check_deploy_is_quiet_about_a_sound_configuration():
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "nous." not in out  # Django's own deploy warnings (HSTS, secure cookies) may remain
+
+
+def test_a_provider_key_comes_from_a_file(tmp_path):
+    # The SDKs read the environment: the key is put there, and only once (not also as _FILE).
+    path = tmp_path / "anthropic"
+    path.write_text("sk-from-file\n")
+    r = run(["-c", "import django, os; django.setup(); print(os.environ['ANTHROPIC_API_KEY'], 'ANTHROPIC_API_KEY_FILE' in os.environ)"],
+            ANTHROPIC_API_KEY_FILE=str(path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["sk-from-file", "False"]
