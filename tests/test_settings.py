@@ -18,9 +18,8 @@ SETUP = "import django; django.setup(); from django.conf import settings; print(
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without anything that picks settings, plus `extra`: the embedded default."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("NOUS_", "DJANGO_", "DATABASE_", "REDIS_", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "LOG_LEVEL",
-                                     "ANTHROPIC_", "OPENAI_"))}
+    picks = ("NOUS_", "DJANGO_", "DATABASE_", "REDIS_", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "LOG_LEVEL", "ANTHROPIC_", "OPENAI_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(picks)}
     env.update(DJANGO_SETTINGS_MODULE="nous_site.settings", PYTHONPATH=str(ROOT), **extra)
     return env
 
