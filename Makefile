@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: setup migrate run test test-embedded test-production browser-deps lint bench worker clean
+.PHONY: setup migrate run test test-embedded test-production browser-deps lint bench worker beat clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ run: migrate
 # Production mode needs REDIS_URL (and DATABASE_URL); see README.md.
 worker: migrate
 	$(VENV)/bin/celery -A nous_site worker --pool threads --concurrency 200 -Q nous-runs --loglevel INFO
+
+# The periodic commands (cleanup_agents, prune_conversations): one beat process per deployment.
+beat: setup
+	@mkdir -p var
+	$(VENV)/bin/celery -A nous_site beat --loglevel INFO
 
 # Debian's Chromium for the browser test (root only; elsewhere the browser test skips or fails per REQUIRE_SERVICES).
 browser-deps:

@@ -1,6 +1,11 @@
 """Celery tasks. Runs are acknowledged early (see CELERY_TASK_ACKS_LATE in settings): never re-run."""
 
+import io
+import logging
+
 from celery import shared_task
+from django.conf import settings
+from django.core.management import call_command
 
 from chat.runs.executor import execute_run
 from chat.runs.worker_loop import run_in_worker_loop
@@ -10,3 +15,28 @@ from chat.runs.worker_loop import run_in_worker_loop
 def execute_run_task(run_id: str) -> None:
     """Execute one run on the worker process's shared event loop; this pool thread just waits."""
     run_in_worker_loop(execute_run, run_id)
+
+
+log = logging.getLogger("nous.ops")
+
+
+def _command(*args: str) -> str:
+    """Run a management command; its lines go to the log (not the worker's stdout, logged as warnings)."""
+    out = io.StringIO()
+    summary = call_command(*args, stdout=out)
+    log.info("%s: %s", args[0], out.getvalue().strip())
+    return summary
+
+
+# The periodic work Celery beat starts (CELERY_BEAT_SCHEDULE in settings): the management
+# commands themselves, so a schedule and a hand-run do exactly the same thing.
+@shared_task(name="chat.cleanup_agents", ignore_result=True)
+def cleanup_agents_task() -> str:
+    return _command("cleanup_agents")
+
+
+@shared_task(name="chat.prune_conversations", ignore_result=True)
+def prune_conversations_task() -> str:
+    if not settings.NOUS_PRUNE_AFTER_DAYS:
+        return "Done! Pruning is off (NOUS_PRUNE_AFTER_DAYS=0)."
+    return _command("prune_conversations", "--older-than", f"{settings.NOUS_PRUNE_AFTER_DAYS}d")

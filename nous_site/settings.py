@@ -5,26 +5,99 @@ set, it gives the production mode (channels_redis, Celery on Redis). `DATABASE_U
 database independently.
 """
 
+import math
 import os
 import secrets
 import warnings
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def envbool(name: str, default: str = "False") -> bool:
-    return os.getenv(name, default).lower() in ("1", "true", "yes", "on")
+# Each helper refuses a value it cannot read: start-up stops with ImproperlyConfigured naming the
+# variable and the value, rather than a default quietly standing in for a typo. An empty value is
+# the same as an unset one (`DEBUG=` in a compose file).
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def envint(name: str, default: int) -> int:
-    return int(os.getenv(name, str(default)))
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}")
 
 
-def envfloat(name: str, default: float) -> float:
-    return float(os.getenv(name, str(default)))
+def envbool(name: str, default: bool) -> bool:
+    value = os.getenv(name, "").strip()
+    if not value:
+        return default
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise _bad(name, value, "one of " + "/".join(TRUE_WORDS + FALSE_WORDS))
+
+
+def envint(name: str, default: int, min: int | None = None) -> int:
+    value = os.getenv(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, "an integer") from None
+    if min is not None and number < min:
+        raise _bad(name, value, f"an integer of at least {min}")
+    return number
+
+
+def envfloat(name: str, default: float, min: float | None = None, above: float | None = None) -> float:
+    """`min` is inclusive, `above` exclusive (a duration that must not be zero)."""
+    value = os.getenv(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number") from None
+    if not math.isfinite(number):
+        raise _bad(name, value, "a finite number")
+    if min is not None and number < min:
+        raise _bad(name, value, f"a number of at least {min:g}")
+    if above is not None and number <= above:
+        raise _bad(name, value, f"a number greater than {above:g}")
+    return number
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """NAME, or the content of the file NAME_FILE names (Docker and Kubernetes secrets), not both."""
+    value, path = os.getenv(name, ""), os.getenv(f"{name}_FILE", "")
+    if value and path:
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set: set one of them")
+    if not path:
+        return value or default
+    try:
+        secret = Path(path).read_text().rstrip("\r\n")
+    except OSError as e:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {e.strerror or e}") from None
+    if not secret:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} is empty")
+    return secret
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def envlevel(name: str, default: str) -> str:
+    value = os.getenv(name, "").strip().upper() or default
+    if value not in LOG_LEVELS:
+        raise _bad(name, os.getenv(name, ""), "one of " + "/".join(LOG_LEVELS))
+    return value
 
 
 def dev_secret_key(path: Path) -> str:
@@ -40,17 +113,18 @@ def dev_secret_key(path: Path) -> str:
     return key
 
 
-DEBUG = envbool("DEBUG", "True")
-SECRET_KEY = os.getenv("SECRET_KEY", "")
+DEBUG = envbool("DEBUG", True)
+SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
     # One key for every process of this checkout (ASGI processes, workers, tests), kept in var/:
     # a key per process would log users out whenever a request hit another process.
     SECRET_KEY = os.getenv("NOUS_DEV_SECRET_KEY") or dev_secret_key(BASE_DIR / "var" / "dev-secret-key")
 
-ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [o for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# The laptop's hosts only while DEBUG is on: a production server names its own (check nous.E002).
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "daphne",
@@ -94,18 +168,23 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "nous_site.asgi.application"
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.getenv("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        # Persistent connections: runs touch the database every second; a connection per query
-        # (the 0 default) made PostgreSQL fork a backend each time and cost most of its CPU.
-        conn_max_age=envint("DB_CONN_MAX_AGE", 60),
-        # Off by default: with Channels every database call from async code would first spend a
-        # `SELECT 1` round trip on it. A connection broken by a database restart fails one query,
-        # which the caller reports, and is then replaced (close_old_connections).
-        conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", "False"),
-    )
-}
+# Lower case: not a setting, so Django's error page never shows the password in it.
+_database_url = envsecret("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url,
+            # Persistent connections: runs touch the database every second; a connection per query
+            # (the 0 default) made PostgreSQL fork a backend each time and cost most of its CPU.
+            conn_max_age=envint("DB_CONN_MAX_AGE", 60, min=0),
+            # Off by default: with Channels every database call from async code would first spend a
+            # `SELECT 1` round trip on it. A connection broken by a database restart fails one query,
+            # which the caller reports, and is then replaced (close_old_connections).
+            conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", False),
+        )
+    }
+except ValueError as e:  # the message, not the URL: that holds the password
+    raise ImproperlyConfigured(f"DATABASE_URL is not valid: {e}") from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL and a busy timeout let the in-process runs write while pages read.
     DATABASES["default"]["OPTIONS"] = {
@@ -136,8 +215,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start without it
 WHITENOISE_USE_FINDERS = True
 
+# The provider SDKs read their keys from the environment (agents/ knows nothing of Django): a key
+# given as a file is put there, and the _FILE variable dropped so child processes see one of them.
+for _name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+    if os.getenv(f"{_name}_FILE"):
+        os.environ[_name] = envsecret(_name)
+        del os.environ[f"{_name}_FILE"]
+
 # --- Redis: channel layer, Celery broker, replay logs, stop signals -------------------------
-REDIS_URL = os.getenv("REDIS_URL", "")
+REDIS_URL = envsecret("REDIS_URL")
+if REDIS_URL and REDIS_URL.partition("://")[0] not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(f"REDIS_URL has an unknown scheme {REDIS_URL.partition('://')[0]!r}: expected redis://, rediss:// or unix://")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -151,7 +239,7 @@ if REDIS_URL:
                 # time per entry (a lock around each PUBLISH round trip), which capped a worker at
                 # about a thousand deltas a second; groups are spread over the entries by hash.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10000}]
-                * envint("NOUS_LAYER_CONNECTIONS", 8),
+                * envint("NOUS_LAYER_CONNECTIONS", 8, min=1),
             },
         }
     }
@@ -171,51 +259,70 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.getenv("NOUS_CELERY_QUEUE", "nous-runs")
+# `celery -A nous_site beat` (make beat; one such process per deployment) starts the periodic
+# commands; each expires after its interval, so a backlog while the workers are down is not run
+# many times over. The ASGI processes also run the watchdog themselves (NOUS_WATCHDOG_INTERVAL_SECS).
+NOUS_CLEANUP_EVERY_SECS = envfloat("NOUS_CLEANUP_EVERY_SECS", 60.0, above=0)
+NOUS_PRUNE_EVERY_SECS = envfloat("NOUS_PRUNE_EVERY_SECS", 3600.0, above=0)
+# Chat conversations with no activity for this many days are deleted (0: kept for ever).
+NOUS_PRUNE_AFTER_DAYS = envint("NOUS_PRUNE_AFTER_DAYS", 90, min=0)
+CELERY_BEAT_SCHEDULE = {
+    "cleanup-agents": {"task": "chat.cleanup_agents", "schedule": NOUS_CLEANUP_EVERY_SECS,
+                       "options": {"expires": NOUS_CLEANUP_EVERY_SECS}},
+}
+if NOUS_PRUNE_AFTER_DAYS:
+    CELERY_BEAT_SCHEDULE["prune-conversations"] = {
+        "task": "chat.prune_conversations", "schedule": NOUS_PRUNE_EVERY_SECS, "options": {"expires": NOUS_PRUNE_EVERY_SECS},
+    }
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Nous Chat ---------------------------------------------------------------------------
 NOUS_DEFAULT_MODEL = os.getenv("NOUS_DEFAULT_MODEL", "test:")
 # Providers a user may pick in the settings panel; local servers (ollama, vllm, ...) are opt-in,
 # since they make this server call ports on its own network.
-NOUS_ALLOWED_PROVIDERS = os.getenv("NOUS_ALLOWED_PROVIDERS", "anthropic,openai,test").split(",")
-NOUS_MAX_MESSAGE_CHARS = envint("NOUS_MAX_MESSAGE_CHARS", 8000)
-NOUS_MAX_FRAME_BYTES = envint("NOUS_MAX_FRAME_BYTES", 64 * 1024)
-NOUS_HISTORY_PAGE_SIZE = envint("NOUS_HISTORY_PAGE_SIZE", 50)
-NOUS_CONTEXT_MESSAGES = envint("NOUS_CONTEXT_MESSAGES", 40)
-NOUS_MAX_SOCKETS_PER_USER = envint("NOUS_MAX_SOCKETS_PER_USER", 20)
-NOUS_SENDS_PER_MINUTE = envint("NOUS_SENDS_PER_MINUTE", 30)
-NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20)
+NOUS_ALLOWED_PROVIDERS = envlist("NOUS_ALLOWED_PROVIDERS", "anthropic,openai,test")
+NOUS_MAX_MESSAGE_CHARS = envint("NOUS_MAX_MESSAGE_CHARS", 8000, min=1)
+NOUS_MAX_FRAME_BYTES = envint("NOUS_MAX_FRAME_BYTES", 64 * 1024, min=1)
+NOUS_HISTORY_PAGE_SIZE = envint("NOUS_HISTORY_PAGE_SIZE", 50, min=1)
+NOUS_CONTEXT_MESSAGES = envint("NOUS_CONTEXT_MESSAGES", 40, min=1)
+NOUS_MAX_SOCKETS_PER_USER = envint("NOUS_MAX_SOCKETS_PER_USER", 20, min=1)
+NOUS_SENDS_PER_MINUTE = envint("NOUS_SENDS_PER_MINUTE", 30, min=1)
+NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20, min=1)
 # A socket's presence in a room and its slot in the per-user cap expire this long after its
 # process stopped renewing them (renewed every third of it): a killed process leaves no ghosts.
-NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0)
-NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50)
-NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100)
+NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0, above=0)
+NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50, min=1)
+NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100, min=0)
 # Past this many runs streaming in one process the window widens in proportion (at most 4x):
 # deltas/s then stop growing with the number of streams (see docs/scaling.md).
-NOUS_COALESCE_WIDEN_AT = envint("NOUS_COALESCE_WIDEN_AT", 250)
-NOUS_COALESCE_MAX_WIDEN = envfloat("NOUS_COALESCE_MAX_WIDEN", 4.0)
-NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0)  # heartbeat of a process's runs
+NOUS_COALESCE_WIDEN_AT = envint("NOUS_COALESCE_WIDEN_AT", 250, min=1)
+NOUS_COALESCE_MAX_WIDEN = envfloat("NOUS_COALESCE_MAX_WIDEN", 4.0, min=1)
+NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0, above=0)  # heartbeat of a process's runs
 # The partial text in the database; the replay log holds it exactly, this is for a lost Redis.
-NOUS_CHECKPOINT_TEXT_SECS = envfloat("NOUS_CHECKPOINT_TEXT_SECS", 3.0)
+NOUS_CHECKPOINT_TEXT_SECS = envfloat("NOUS_CHECKPOINT_TEXT_SECS", 3.0, above=0)
 # A running run whose heartbeat is older than this is ended `failed` by the watchdog.
-NOUS_RUN_STALE_SECS = envfloat("NOUS_RUN_STALE_SECS", 30.0)
+NOUS_RUN_STALE_SECS = envfloat("NOUS_RUN_STALE_SECS", 30.0, above=0)
 # A queued run nobody picked up within this is ended `failed` too.
-NOUS_RUN_QUEUED_TIMEOUT_SECS = envfloat("NOUS_RUN_QUEUED_TIMEOUT_SECS", 300.0)
-NOUS_WATCHDOG_INTERVAL_SECS = envfloat("NOUS_WATCHDOG_INTERVAL_SECS", 15.0)
-NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600)
+NOUS_RUN_QUEUED_TIMEOUT_SECS = envfloat("NOUS_RUN_QUEUED_TIMEOUT_SECS", 300.0, above=0)
+NOUS_WATCHDOG_INTERVAL_SECS = envfloat("NOUS_WATCHDOG_INTERVAL_SECS", 15.0, min=0)  # 0: off
+NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600, min=1)
 # Threads (and so database connections) per process for database calls from async code (chat/db.py).
-NOUS_DB_THREADS = envint("NOUS_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 8)
+NOUS_DB_THREADS = envint("NOUS_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 8, min=1)
 # Interpreter tuning of the server processes (nous_site/runtime.py).
-NOUS_GIL_SWITCH_SECS = envfloat("NOUS_GIL_SWITCH_SECS", 0.0005)
-NOUS_GC_THRESHOLDS = tuple(int(n) for n in os.getenv("NOUS_GC_THRESHOLDS", "50000,20,20").split(","))
+NOUS_GIL_SWITCH_SECS = envfloat("NOUS_GIL_SWITCH_SECS", 0.0005, above=0)
+_gc = envlist("NOUS_GC_THRESHOLDS", "50000,20,20")
+if not 1 <= len(_gc) <= 3 or not all(n.isdigit() for n in _gc):
+    raise _bad("NOUS_GC_THRESHOLDS", os.getenv("NOUS_GC_THRESHOLDS", ""), "one to three non-negative integers, e.g. 50000,20,20")
+NOUS_GC_THRESHOLDS = tuple(int(n) for n in _gc)
 NOUS_DEMO_USER = os.getenv("NOUS_DEMO_USER", "demo")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": envlevel("LOG_LEVEL", "WARNING")},
     "loggers": {
-        "nous": {"level": os.getenv("NOUS_LOG_LEVEL", "INFO"), "handlers": ["console"], "propagate": False},
+        "nous": {"level": envlevel("NOUS_LOG_LEVEL", "INFO"), "handlers": ["console"], "propagate": False},
     },
 }
 

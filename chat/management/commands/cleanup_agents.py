@@ -6,22 +6,46 @@ from chat.runs import lifecycle
 from chat.runs.watchdog import end_stale_runs
 
 
+def non_negative(value: str) -> float:
+    secs = float(value)
+    if secs < 0:
+        raise ValueError(value)
+    return secs
+
+
+def summary(verb: str, queued: int, running: int) -> str:
+    return f"Done! {verb} {queued + running} stale run(s) as failed: {running} running with no heartbeat, {queued} queued and never picked up."
+
+
 class Command(BaseCommand):
-    help = "End agent runs whose worker died (stale heartbeat) or that no worker picked up, as failed."
+    help = (
+        "End agent runs as failed: running ones whose heartbeat is older than --stale-secs (their worker died; "
+        "the partial text is kept and the sockets are told) and queued ones older than --queued-secs (no worker "
+        "picked them up). Idempotent: a second pass finds nothing. Run on a schedule by Celery beat (README.md)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--stale-secs", type=float, default=None, help="heartbeat age that counts as dead")
-        parser.add_argument("--queued-secs", type=float, default=None, help="queue age that counts as lost")
-        parser.add_argument("--dry-run", action="store_true", help="only list the runs that would be ended")
+        parser.add_argument("--stale-secs", type=non_negative, default=None,
+                            help="heartbeat age that counts as dead (default NOUS_RUN_STALE_SECS)")
+        parser.add_argument("--queued-secs", type=non_negative, default=None,
+                            help="queue age that counts as lost (default NOUS_RUN_QUEUED_TIMEOUT_SECS)")
+        parser.add_argument("--dry-run", action="store_true", help="list the runs that would be ended, change nothing")
 
     def handle(self, *args, **options):
         condition = lifecycle.stale_condition(options["stale_secs"], options["queued_secs"])
         if options["dry_run"]:
-            runs = AgentRun.objects.filter(condition)
-            for run in runs:
-                self.stdout.write(f"would end {run.id} ({run.status}, heartbeat {run.heartbeat_at})")
-            return f"Done! {runs.count()} stale run(s) would be ended."
+            counts = {AgentRun.Status.QUEUED: 0, AgentRun.Status.RUNNING: 0}
+            for run in AgentRun.objects.filter(condition).order_by("created_at"):
+                since = f"heartbeat {run.heartbeat_at:%Y-%m-%d %H:%M:%S}" if run.status == AgentRun.Status.RUNNING \
+                    else f"queued {run.created_at:%Y-%m-%d %H:%M:%S}"
+                self.stdout.write(f"would end {run.id} ({run.status}, {since})")
+                counts[run.status] += 1
+            return summary("Would end", counts[AgentRun.Status.QUEUED], counts[AgentRun.Status.RUNNING])
         ended = async_to_sync(end_stale_runs)(options["stale_secs"], options["queued_secs"])
+        # A run that was never claimed has no start time: it was ended from `queued`.
+        queued = AgentRun.objects.filter(id__in=ended, started_at__isnull=True).count()
         for run_id in ended:
             self.stdout.write(f"ended {run_id} as failed")
-        return f"Done! Ended {len(ended)} stale run(s)."
+        # Approvals (issue 16): tool calls waiting for a person's approval past their deadline are
+        # to be expired here too, counted in the summary. There is no approval model yet.
+        return summary("Ended", queued, len(ended) - queued)
