@@ -21,6 +21,7 @@ from chat.protocol import MAX_INT, FrameError, client_id_of, parse_client_frame
 from chat.runs.actions import find_run
 from chat.runs.delivery import RunDelivery
 from chat.runs.watchdog import ensure_watchdog
+from nous_site.metrics import SOCKETS
 
 log = logging.getLogger("nous.chat")
 
@@ -80,6 +81,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
             log.info("socket refused (%s): %s", refused.code, refused)
             return await self.close(refused.code)
         self.counted = True
+        SOCKETS.inc()
         self.conversation = conversation
         self.frames = FrameBucket(settings.NOUS_FRAMES_PER_SECOND)
         self.delivery = RunDelivery(self._send_text, {self.socket_id, f"user:{user.id}"})
@@ -103,6 +105,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
         if not self.counted:
             return
         self.counted = False
+        SOCKETS.dec()
         try:
             if self.joined:
                 self.joined = False

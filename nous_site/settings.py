@@ -5,6 +5,7 @@ set, it gives the production mode (channels_redis, Celery on Redis). `DATABASE_U
 database independently.
 """
 
+import ipaddress
 import math
 import os
 import secrets
@@ -291,6 +292,14 @@ NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20, min=1)
 # A socket's presence in a room and its slot in the per-user cap expire this long after its
 # process stopped renewing them (renewed every third of it): a killed process leaves no ghosts.
 NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0, above=0)
+# /metrics: open with DEBUG on; otherwise a bearer token or a client network from this list.
+NOUS_METRICS_TOKEN = envsecret("NOUS_METRICS_TOKEN") or ""
+NOUS_METRICS_ALLOW = envlist("NOUS_METRICS_ALLOW", "")
+for _network in NOUS_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"NOUS_METRICS_ALLOW: {_network!r} is not a network (e.g. 10.0.0.0/8)") from None
 NOUS_COALESCE_CHARS = envint("NOUS_COALESCE_CHARS", 50, min=1)
 NOUS_COALESCE_MS = envint("NOUS_COALESCE_MS", 100, min=0)
 # Past this many runs streaming in one process the window widens in proportion (at most 4x):

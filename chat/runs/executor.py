@@ -18,6 +18,7 @@ from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
 from chat.runs.publish import publish, publish_delta, publish_end, publish_run_frame
 from chat.runs.stop import stop_signal
+from nous_site.metrics import FIRST_TOKEN, RUN_ERRORS, RUN_SECONDS, provider_of
 
 log = logging.getLogger("nous.runs")
 BENCH_TIMESTAMPS = os.getenv("NOUS_BENCH_TIMESTAMPS") == "1"
@@ -50,12 +51,14 @@ class RunExecution:
         self.outcome: tuple[str, Any] | None = None
         self.calls: dict[str, ToolCall] = {}
         self.first_token_at: Any = None
+        self.claimed_at = time.monotonic()
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
         # The benchmark measures our added latency from these (NOUS_BENCH_TIMESTAMPS=1 only).
         stamps = {"t_emit": started_at, "t_flush": time.time()} if BENCH_TIMESTAMPS else {}
         if seq == 1:
             self.first_token_at = timezone.now()
+            FIRST_TOKEN.labels(provider_of(self.claimed.model)).observe(time.monotonic() - self.claimed_at)
         await publish_delta(self.conversation_id, self.run_id, seq, text, **stamps)
 
     async def run(self) -> None:
@@ -132,6 +135,10 @@ class RunExecution:
 
     async def _finish(self, status: str, detail: Any) -> None:
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
+        provider = provider_of(self.claimed.model)
+        RUN_SECONDS.labels(provider).observe(time.monotonic() - self.claimed_at)
+        if error:
+            RUN_ERRORS.labels(provider, error.get("code", "internal")).inc()
         frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
                                                     first_token_at=self.first_token_at)
         if frame is None:

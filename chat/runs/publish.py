@@ -14,6 +14,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 from chat.fanout import group_for, layer_event
 from chat.runs.hooks import run_ended
 from chat.runs.replay import FRAME_MARK, RedisReplayLog, replay_log
+from nous_site.metrics import DELTAS, RUNS
 
 logger = logging.getLogger("nous.runs")
 
@@ -41,6 +42,7 @@ async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | No
 async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, **extra: float) -> None:
     """Append a delta to the replay log, then send it: in one Redis round trip in production."""
     event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
+    DELTAS.inc()
     layer, log = get_channel_layer(), replay_log()
     if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer) and fast_delta_path():
         # What the layer's group_send would PUBLISH, but without its lock: the layer sends one
@@ -62,4 +64,5 @@ async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:
     """Record the terminal frame (so a late resume still gets it), then send it."""
     await replay_log().finish(frame["run_id"], frame)
     await publish(conversation_id, frame)
+    RUNS.labels(frame["type"].split(".", 1)[1]).inc()
     await run_ended(str(conversation_id), frame)

@@ -1,0 +1,80 @@
+"""Prometheus metrics at `/metrics`, correct with several processes.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (production: every ASGI process and Celery worker of a
+machine points at the same empty directory, cleared at deploy), each process writes its numbers
+to files there and a scrape adds them up; without it, the numbers are this process's. The
+endpoint is open while `DEBUG` is on; otherwise it needs `Authorization: Bearer
+$NOUS_METRICS_TOKEN` or a client address in `NOUS_METRICS_ALLOW` (comma-separated networks).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+log = logging.getLogger("nous.metrics")
+
+RUNS = Counter("nous_runs_total", "Agent runs that ended, by status", ["status"])
+RUN_ERRORS = Counter("nous_run_errors_total", "Runs that failed, by provider and error code", ["provider", "code"])
+DELTAS = Counter("nous_deltas_published_total", "run.delta frames published (each reaches every socket watching)")
+SOCKETS = Gauge("nous_open_sockets", "Open websockets", multiprocess_mode="livesum")
+QUEUED = Gauge("nous_runs_queued", "Runs waiting for a worker, as the database says at scrape time",
+               multiprocess_mode="max")
+FIRST_TOKEN = Histogram("nous_time_to_first_token_seconds", "A worker's claim to the first delta published, by provider",
+                        ["provider"],
+                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RUN_SECONDS = Histogram("nous_run_duration_seconds", "Claim to end of a run, by provider", ["provider"],
+                        buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+BREAKER_OPEN = Gauge("nous_breaker_open", "1 while a provider's circuit breaker is open (this process)", ["provider"],
+                     multiprocess_mode="max")
+
+
+def provider_of(model: str) -> str:
+    return model.split(":", 1)[0] if ":" in model else "unknown"
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.NOUS_METRICS_TOKEN
+    if token and request.headers.get("Authorization", "") == f"Bearer {token}":
+        return True
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        client = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if any(client in ipaddress.ip_network(net, strict=False) for net in settings.NOUS_METRICS_ALLOW):
+        return True
+    return settings.DEBUG and not token
+
+
+def _sample_state() -> None:
+    """Gauges read at scrape time: the queue length and this process's breakers."""
+    from django.db import DatabaseError
+
+    from agents import breaker
+    from chat.models import AgentRun
+
+    try:
+        QUEUED.set(AgentRun.objects.filter(status=AgentRun.Status.QUEUED).count())
+    except DatabaseError:  # the rest of the numbers are still worth a scrape; /readyz tells
+        log.warning("metrics: the queue length could not be read", exc_info=True)
+    for provider, one in dict(getattr(breaker, "_breakers", {})).items():
+        BREAKER_OPEN.labels(provider).set(1 if one.state == "open" else 0)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponseNotFound()  # as if it were not there
+    _sample_state()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
