@@ -130,11 +130,12 @@ class AgentRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
+        WAITING = "waiting"  # paused on a tool call that waits for a human; holds no worker
         COMPLETED = "completed"
         STOPPED = "stopped"
         FAILED = "failed"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.WAITING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")
@@ -157,12 +158,15 @@ class AgentRun(models.Model):
     error_code = models.CharField(max_length=40, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     usage = models.JSONField(null=True, blank=True)
+    # Where a waiting run goes on from: the model's turns since the trigger, and the tool calls
+    # of the last turn that have no result yet (chat.runs.transcript).
+    paused_state = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
             # One run at a time per conversation, held by the database, not by a Python check.
             models.UniqueConstraint(
-                fields=["conversation"], condition=Q(status__in=["queued", "running"]), name="one_active_run_per_conversation"
+                fields=["conversation"], condition=Q(status__in=["queued", "running", "waiting"]), name="one_active_run_per_conversation"
             )
         ]
         # The watchdog: `status IN ('queued','running')` scanned by age of heartbeat.
@@ -186,3 +190,41 @@ class AgentRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+class ToolApproval(models.Model):
+    """One tool call that waits for a human, bound to that exact call (its id and arguments)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="approvals")
+    tool_call_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    arguments_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, default="")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "tool_call_id"], name="approval_unique_call")]
+        # The expiry sweep: `status = 'pending' AND expires_at < now`.
+        indexes = [models.Index(fields=["status", "expires_at"], name="approval_status_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """An entry of `session.ready.pending_approvals` (PROTOCOL.md)."""
+        return {
+            "run_id": str(self.run_id),
+            "tool_call": {"id": self.tool_call_id, "name": self.name, "arguments": self.arguments, "needs_approval": True},
+            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
+        }

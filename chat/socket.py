@@ -18,7 +18,8 @@ from chat.fanout import conversation_hub
 from chat.limits import FrameBucket, close_socket, open_socket, user_counters
 from chat.models import Conversation, Message
 from chat.protocol import MAX_INT, FrameError, client_id_of, parse_client_frame
-from chat.runs.actions import find_run
+from chat.runs import approvals
+from chat.runs.actions import do_decide, find_run
 from chat.runs.delivery import RunDelivery
 from chat.runs.watchdog import ensure_watchdog
 from nous_site.metrics import SOCKETS
@@ -160,7 +161,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
         await self.send_frame({"type": "history", "messages": messages, "has_more": has_more})
 
     async def on_tool_decide(self, frame: dict[str, Any]) -> None:
-        raise FrameError("not_found", "No tool call is waiting for approval")
+        await do_decide(self.conversation, self.scope["user"], frame)
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
         await self.send_frame({"type": "pong"})
@@ -190,9 +191,12 @@ class ConversationSocket(AsyncWebsocketConsumer):
 
     async def _send_session_ready(self) -> None:
         state = await self.session_ready()
-        active = await self.delivery.active_run(state.pop("run"))
+        run = state.pop("run")
+        active = await self.delivery.active_run(run)
+        # Only an active run can have calls waiting: an idle conversation costs no query here.
+        pending = await db_call(approvals.pending_for)(self.conversation.id) if run is not None else []
         user = self.scope["user"]
-        await self.send_frame({"type": "session.ready", **state, "active_run": active, "pending_approvals": [],
+        await self.send_frame({"type": "session.ready", **state, "active_run": active, "pending_approvals": pending,
                                "user": {"id": str(user.id), "username": user.get_username()}})
 
     @db_call

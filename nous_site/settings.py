@@ -292,6 +292,9 @@ NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20, min=1)
 # A socket's presence in a room and its slot in the per-user cap expire this long after its
 # process stopped renewing them (renewed every third of it): a killed process leaves no ghosts.
 NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0, above=0)
+# Tools that wait for a human's approval before they run (names, comma-separated), and how long.
+NOUS_APPROVAL_TOOLS = envlist("NOUS_APPROVAL_TOOLS", "")
+NOUS_APPROVAL_TIMEOUT_SECS = envfloat("NOUS_APPROVAL_TIMEOUT_SECS", 300.0, above=0)
 # /metrics: open with DEBUG on; otherwise a bearer token or a client network from this list.
 NOUS_METRICS_TOKEN = envsecret("NOUS_METRICS_TOKEN") or ""
 NOUS_METRICS_ALLOW = envlist("NOUS_METRICS_ALLOW", "")

@@ -19,7 +19,7 @@ from chat import session
 from chat.db import db_call
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError
-from chat.runs import queueing
+from chat.runs import approvals, queueing
 from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy, RunSnapshot
@@ -118,6 +118,14 @@ def find_run(conversation_id: Any, run_id: str | None, active_only: bool = False
         except ValueError:
             return None
     return q.order_by("-created_at").first()
+
+
+async def do_decide(conversation: Conversation, user: Any, frame: dict[str, Any]) -> None:
+    """`tool.decide`: the owner's decision, once; the paused run is queued again to go on."""
+    run_id = await db_call(approvals.decide)(conversation.id, conversation.owner_id, user.id, frame["tool_call_id"],
+                                             frame["approved"], frame.get("reason") or "")
+    if run_id is not None:
+        await submit_run(conversation.id, run_id)
 
 
 async def do_update_settings(conversation: Conversation, frame: dict[str, Any]) -> None:

@@ -187,12 +187,20 @@ def _final_assistant_message(run: AgentRun, status: str, content: str, usage: di
 
 
 def request_stop(run_id: str) -> str | None:
-    """Ask an active run to stop. Returns "queued" (ended here), "running" (signal the worker) or None."""
+    """Ask an active run to stop: "running" (signal the worker), "queued" or "waiting" (end it here), or None."""
     if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING).update(stop_requested=True):
         return "running"
     if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).exists():
         return "queued"
+    if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.WAITING).exists():
+        return "waiting"
     return None
+
+
+def paused_text(run_id: str) -> tuple[str, int]:
+    """The text and last seq a waiting run stopped at."""
+    run = AgentRun.objects.select_related("message").get(id=run_id)
+    return (run.message.content if run.message else ""), run.last_seq
 
 
 def stale_condition(stale_secs: float | None = None, queued_secs: float | None = None) -> Q:

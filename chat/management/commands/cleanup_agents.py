@@ -1,8 +1,10 @@
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
-from chat.models import AgentRun
-from chat.runs import lifecycle
+from chat.models import AgentRun, ToolApproval
+from chat.runs import approvals, lifecycle
+from chat.runs.actions import submit_run
 from chat.runs.watchdog import end_stale_runs
 
 
@@ -40,12 +42,19 @@ class Command(BaseCommand):
                     else f"queued {run.created_at:%Y-%m-%d %H:%M:%S}"
                 self.stdout.write(f"would end {run.id} ({run.status}, {since})")
                 counts[run.status] += 1
-            return summary("Would end", counts[AgentRun.Status.QUEUED], counts[AgentRun.Status.RUNNING])
+            due = ToolApproval.objects.filter(status=ToolApproval.Status.PENDING, expires_at__lte=timezone.now())
+            for approval in due:
+                self.stdout.write(f"would expire the approval of {approval.name} in run {approval.run_id}")
+            return summary("Would end", counts[AgentRun.Status.QUEUED], counts[AgentRun.Status.RUNNING]) + \
+                f" Would expire {due.count()} approval(s)."
         ended = async_to_sync(end_stale_runs)(options["stale_secs"], options["queued_secs"])
         # A run that was never claimed has no start time: it was ended from `queued`.
         queued = AgentRun.objects.filter(id__in=ended, started_at__isnull=True).count()
         for run_id in ended:
             self.stdout.write(f"ended {run_id} as failed")
-        # Approvals (issue 16): tool calls waiting for a person's approval past their deadline are
-        # to be expired here too, counted in the summary. There is no approval model yet.
-        return summary("Ended", queued, len(ended) - queued)
+        # Tool calls nobody decided in time are rejected; their runs go on with that answer.
+        resumed = approvals.expire()
+        for run_id in resumed:
+            async_to_sync(submit_run)(str(AgentRun.objects.values_list("conversation_id", flat=True).get(id=run_id)), run_id)
+            self.stdout.write(f"expired the approvals of {run_id}; it goes on")
+        return summary("Ended", queued, len(ended) - queued) + f" Expired the approvals of {len(resumed)} run(s)."
