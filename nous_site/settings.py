@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "channels",
     "chat",
     "rooms",
+    "contact",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +209,9 @@ NOUS_DB_THREADS = envint("NOUS_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].
 NOUS_GIL_SWITCH_SECS = envfloat("NOUS_GIL_SWITCH_SECS", 0.0005)
 NOUS_GC_THRESHOLDS = tuple(int(n) for n in os.getenv("NOUS_GC_THRESHOLDS", "50000,20,20").split(","))
 NOUS_DEMO_USER = os.getenv("NOUS_DEMO_USER", "demo")
+# The contact form's suggestions: chat's model unless told otherwise; past the timeout, none.
+NOUS_FORM_MODEL = os.getenv("NOUS_FORM_MODEL", NOUS_DEFAULT_MODEL)
+NOUS_FORM_TIMEOUT_SECS = envfloat("NOUS_FORM_TIMEOUT_SECS", 8.0)
 
 LOGGING = {
     "version": 1,
