@@ -8,6 +8,7 @@ import math
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from contact import suggest
@@ -34,7 +35,7 @@ def contact_page(request: HttpRequest) -> HttpResponse:
             initial = {"name": request.user.get_full_name() or request.user.get_username(), "email": request.user.email}
         form = ContactForm(initial=initial)
     page_data = {
-        "suggest_url": "/contact/suggest/",
+        "suggest_url": reverse("contact:suggest"),
         "min_chars": suggest.MIN_SUGGEST_CHARS,
         "debounce_ms": SUGGEST_DEBOUNCE_MS,
     }
