@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "channels",
     "chat",
     "rooms",
+    "contact",
 ]
 
 MIDDLEWARE = [
@@ -327,6 +328,9 @@ if not 1 <= len(_gc) <= 3 or not all(n.isdigit() for n in _gc):
     raise _bad("NOUS_GC_THRESHOLDS", os.getenv("NOUS_GC_THRESHOLDS", ""), "one to three non-negative integers, e.g. 50000,20,20")
 NOUS_GC_THRESHOLDS = tuple(int(n) for n in _gc)
 NOUS_DEMO_USER = os.getenv("NOUS_DEMO_USER", "demo")
+# The contact form's suggestions: chat's model unless told otherwise; past the timeout, none.
+NOUS_FORM_MODEL = os.getenv("NOUS_FORM_MODEL", NOUS_DEFAULT_MODEL)
+NOUS_FORM_TIMEOUT_SECS = envfloat("NOUS_FORM_TIMEOUT_SECS", 8.0)
 
 LOGGING = {
     "version": 1,

@@ -14,4 +14,5 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("chat/", include("chat.urls")),
     path("rooms/", include("rooms.urls")),
+    path("contact/", include("contact.urls")),
 ]
