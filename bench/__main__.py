@@ -96,7 +96,7 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             # The embedded default has no idle target: a shorter budget is enough to see its memory per socket.
             # Its rooms are small: one process holds every socket and runs the AI itself.
-            small = [n for n in opts["room_sizes"] if n <= 50] or [10]
+            small = opts["room_sizes"] if max(opts["room_sizes"]) <= 50 else [10, 50]
             out.append({"stack": asdict(cfg), "opts": {**opts, "idle_budget": opts["idle_budget"] / 2.5, "room_sizes": small,
                                                        "room_ai": max(small), "room_storm": max(small),
                                                        "room_typers": min(opts["room_typers"], max(small) // 5)}})
@@ -105,9 +105,12 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
             mid = [lv for lv in opts["levels"] if lv > 1][:1] or opts["levels"][-1:]
             vopts = {**opts, "only": [s for s in only if s in ("first", "latency", "idle")], "levels": mid,
                      "idle_budget": opts["idle_budget"] / 3, "first_rounds": opts["first_rounds"] // 2, "first_parts": ["20 senders"]}
-            out.append({"stack": asdict(StackConfig(mode=mode, server="daphne", layer="pubsub", **common)), "opts": vopts})
-            out.append({"stack": asdict(StackConfig(mode=mode, server="uvicorn", layer="core", **common)),
-                        "opts": {**vopts, "only": [s for s in vopts["only"] if s != "idle"]}})
+            # A comparison with nothing to run (e.g. --only rooms) is left out.
+            if vopts["only"]:
+                out.append({"stack": asdict(StackConfig(mode=mode, server="daphne", layer="pubsub", **common)), "opts": vopts})
+            if [s for s in vopts["only"] if s != "idle"]:
+                out.append({"stack": asdict(StackConfig(mode=mode, server="uvicorn", layer="core", **common)),
+                            "opts": {**vopts, "only": [s for s in vopts["only"] if s != "idle"]}})
     return out
 
 

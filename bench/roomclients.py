@@ -43,6 +43,8 @@ class RunSeen:
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.started = False
+        self.t_started: float | None = None  # run.started received
+        self.t_emit1: float | None = None  # t_emit of seq 1: when the model produced its first word
 
     def summary(self) -> dict[str, Any]:
         text = "".join(self.parts)
@@ -135,6 +137,8 @@ class RoomConn:
             run.parts.append(frame["text"])
             run.last = seq
             run.t_first = run.t_first or now
+            if seq == 1:
+                run.t_emit1 = frame.get("t_emit")
             run.t_last = now
             if "t_flush" in frame:
                 self.lat_flush.append((now - frame["t_flush"]) * 1000)
@@ -154,6 +158,8 @@ class RoomConn:
         elif kind in ("run.started", "run.queued"):
             run = self.runs.setdefault(frame["run_id"], RunSeen())
             run.started = run.started or kind == "run.started"
+            if kind == "run.started":
+                run.t_started = now
         elif kind == "typing":  # not in the canonical spelling the fast path knows
             self.typing_frames += 1
             if self.count_typing:
@@ -254,7 +260,9 @@ async def phase(conns: list[Any], cmd: dict[str, Any]) -> dict[str, Any]:
     async def typing(c: RoomConn) -> None:
         frame = json.dumps({"type": "typing", "typing": True})
         period = cmd["typing_period"]
-        at = cmd["typing_from"] + random.uniform(0, period)
+        # Typers start at random over the first second (the server's throttle period), as people do:
+        # started together, their throttled `true`s would reach the room in one burst a second.
+        at = cmd["typing_from"] + random.uniform(0, 1.0)
         while at < t_end:
             if at > time.time():
                 await asyncio.sleep(at - time.time())
@@ -300,11 +308,13 @@ async def phase(conns: list[Any], cmd: dict[str, Any]) -> dict[str, Any]:
         problems += c.errors
         for run in c.runs.values():
             problems += [f"member {c.index}: {e}" for e in run.errors]
-    win = (cmd.get("typing_from", 0) + 1.0, t_end)  # the storm, after its first second
+    win = (cmd["start_at"], t_end)  # the storm, while the messages go
     typing_per_member = [sum(1 for t in c.typing_times if win[0] <= t <= win[1]) / max(1e-3, win[1] - win[0]) for c in members]
     return {"members": len(members), "complete": complete, "per_message": {str(k): v for k, v in per_message.items()},
             "problems": problems[:MAX_ERRORS], "problem_count": len(problems), "send_times": send_times,
             "runs": [{"member": c.index, "run_id": rid, **r.summary()} for c in members for rid, r in c.runs.items()],
             "first_delta": [(r.t_first - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_first and c.got],
+            "to_started": [(r.t_started - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_started and c.got],
+            "to_emit": [(r.t_emit1 - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_emit1 and c.got],
             "lat_flush": [x for c in members for x in c.lat_flush], "lat_emit": [x for c in members for x in c.lat_emit],
             "typing_per_member": typing_per_member, "other": [c.other for c in members if c.other]}

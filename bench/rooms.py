@@ -50,14 +50,17 @@ class RoomScenarios:
             out["fanout"][str(n)] = self._fanout(label, n, f"fanout{n}")
             sent = o.room_messages
             if ai:
-                out["ai"] = self._ai_stream(label, n, room)
-                sent += 1
+                # A warm-up run first, checked but not counted: it opens the worker's database
+                # connections, as the first-delta scenarios' warm-up round does.
+                self._ai_stream(label, n, room, "aiwarm")
+                out["ai"] = self._ai_stream(label, n, room, "ai")
+                sent += 2
             if n == o.room_storm:
                 out["storm"] = self._storm(label, n)
                 sent += out["storm"]["messages"]
             out["fanout"][str(n)]["join"] = joined
             self.close()
-            self._verify_room(label, room, users[0][0], sent, runs=1 if ai else 0)
+            self._verify_room(label, room, users[0][0], sent, runs=2 if ai else 0)
             time.sleep(1.0)  # the leaves' presence frames
         return out
 
@@ -101,9 +104,9 @@ class RoomScenarios:
 
     def _phase(self, label: str, n: int, tag: str, *, count: int, rate: float, ai: bool = False, typers: list[int] = (),
                lead: float = 0.5, give_up: float = 20.0) -> dict[str, Any]:
-        start = time.time() + lead + (1.0 if typers else 0.0)  # a storm runs a second before the first message
+        start = time.time() + lead + (2.0 if typers else 0.0)  # a storm starts over a second, and runs a second before the first message
         cmd = {"op": "room_phase", "tag": tag, "start_at": start, "count": count, "rate": rate, "ai": ai, "senders": [0],
-               "typers": list(typers), "typing_period": 0.1, "typing_from": start - 1.0, "give_up": start + count / rate + give_up}
+               "typers": list(typers), "typing_period": 0.1, "typing_from": start - 2.0, "give_up": start + count / rate + give_up}
         c0, t0 = self.cpu_now()
         res = self.pool.broadcast(cmd)
         c1, t1 = self.cpu_now()
@@ -121,6 +124,8 @@ class RoomScenarios:
         every = [x for lats in per.values() for x in lats]
         last = [max(lats) for lats in per.values() if len(lats) == n]
         m["all_ms"], m["last_ms"] = pcts(every), pcts(last)
+        # send -> last member, message by message: shows a backlog growing through the phase.
+        m["last_series_ms"] = [round(max(per[i]), 1) if per.get(i) else None for i in range(count)]
         # CPU % of each role over the whole phase (from the broadcast to the last member's answer).
         m["cpu_pct"] = {role: round(100 * (c1[role] - c0[role]) / max(1e-3, t1 - t0), 1) for role in c0}
         problems = m["problems"]
@@ -135,23 +140,24 @@ class RoomScenarios:
         o = self.opts
         m = self._phase(label, n, tag, count=o.room_messages, rate=o.room_rate)
         out = {"members": n, "messages": o.room_messages, "complete": m["complete"], "all_ms": m["all_ms"], "last_ms": m["last_ms"],
-               "problems": m["problem_count"], "cpu_pct": m["cpu_pct"]}
+               "problems": m["problem_count"], "cpu_pct": m["cpu_pct"], "last_series_ms": m["last_series_ms"]}
         a, z = m["all_ms"], m["last_ms"]
         self.log(f"{label} fan-out: {o.room_messages} messages at {o.room_rate}/s: send->member p50/p99 {a['p50']}/{a['p99']} ms, "
                  f"send->last member p50/p99 {z['p50']}/{z['p99']} ms; {m['complete']}/{n} members got every message once in order; "
                  f"cpu% {m['cpu_pct']}")
         return out
 
-    def _ai_stream(self, label: str, n: int, room: Any) -> dict[str, Any]:
+    def _ai_stream(self, label: str, n: int, room: Any, tag: str) -> dict[str, Any]:
         from chat.models import AgentRun
 
-        m = self._phase(label, n, "ai", count=1, rate=1.0, ai=True, give_up=60.0 + self.opts.room_ai_words / self.opts.tps)
+        m = self._phase(label, n, tag, count=1, rate=1.0, ai=True, give_up=60.0 + self.opts.room_ai_words / self.opts.tps)
         runs = m["runs"]
         problems = []
         by_member: dict[int, list[dict[str, Any]]] = {}
         for r in runs:
             by_member.setdefault(r["member"], []).append(r)
-        stored = list(AgentRun.objects.filter(conversation_id=room.conversation_id).values_list("id", "status", "message__content"))
+        stored = list(AgentRun.objects.filter(conversation_id=room.conversation_id, trigger_message__content__startswith=f"@ai bench room {tag} ")
+                      .values_list("id", "status", "message__content"))
         if len(stored) != 1:
             problems.append(f"{len(stored)} runs stored for one @ai message")
         want = None
@@ -172,7 +178,7 @@ class RoomScenarios:
                                 f"!= stored {want}")
         if want and want["status"] != "completed":
             problems.append(f"the room's run ended {want['status']}")
-        self.fail_all(f"{label} AI stream", problems)
+        self.fail_all(f"{label} AI stream {tag}", problems)
         firsts = [r["t_first"] for r in runs if r["t_first"]]
         lasts = [r["t_last"] for r in runs if r["t_last"]]
         span = max(lasts) - min(firsts) if firsts and lasts else 0.0
@@ -180,12 +186,14 @@ class RoomScenarios:
         per_run = max((r["seq"] for r in runs), default=0)
         out = {"members": n, "deltas_per_run": per_run, "deltas_delivered": deltas, "stream_secs": round(span, 2),
                "deltas_per_s": round(deltas / span, 1) if span else None, "added_ms": pcts(m["lat_flush"]), "emit_ms": pcts(m["lat_emit"]),
-               "first_delta_ms": pcts(m["first_delta"]), "members_identical": same, "status": want and want["status"],
+               "first_delta_ms": pcts(m["first_delta"]), "send_to_started_ms": pcts(m["to_started"]), "send_to_emit_ms": pcts(m["to_emit"]),
+               "members_identical": same, "status": want and want["status"],
                "problems": len(problems) + m["problem_count"], "cpu_pct": m["cpu_pct"]}
         a = out["added_ms"]
-        self.log(f"{label} AI stream: {per_run} deltas to {n} members in {span:.1f} s = {out['deltas_per_s']} delivered deltas/s, "
+        self.log(f"{label} AI stream{' (warm-up, not counted)' if tag != 'ai' else ''}: {per_run} deltas to {n} members in {span:.1f} s = {out['deltas_per_s']} delivered deltas/s, "
                  f"added p50/p95/p99 {a['p50']}/{a['p95']}/{a['p99']} ms, emit->client p99 {out['emit_ms']['p99']} ms, "
-                 f"send->first delta p50/p99 {out['first_delta_ms']['p50']}/{out['first_delta_ms']['p99']} ms; "
+                 f"send->first delta p50/p99 {out['first_delta_ms']['p50']}/{out['first_delta_ms']['p99']} ms (run.started "
+                 f"{out['send_to_started_ms']['p50']}, the model's first word {out['send_to_emit_ms']['p50']}); "
                  f"{same}/{n} members got the stored run exactly; cpu% {m['cpu_pct']}")
         return out
 
@@ -199,8 +207,14 @@ class RoomScenarios:
                "all_ms": m["all_ms"], "last_ms": m["last_ms"],
                "typing_per_member_s": {"mean": round(sum(tpm) / len(tpm), 1) if tpm else None, "max": round(max(tpm), 1) if tpm else None,
                                        "min": round(min(tpm), 1) if tpm else None},
-               "typing_sent_per_s": round(len(typers) / 0.1), "problems": m["problem_count"], "cpu_pct": m["cpu_pct"]}
+               "typing_sent_per_s": round(len(typers) / 0.1), "problems": m["problem_count"], "cpu_pct": m["cpu_pct"],
+               "last_series_ms": m["last_series_ms"]}
         a, z, t = m["all_ms"], m["last_ms"], out["typing_per_member_s"]
+        series = [x for x in m["last_series_ms"] if x is not None]
+        if series:
+            k = max(1, len(series) // 5)
+            self.log(f"{label} typing storm: send->last member, mean of the first {k} messages {sum(series[:k]) / k:.0f} ms, "
+                     f"of the last {k} {sum(series[-k:]) / k:.0f} ms")
         self.log(f"{label} typing storm: {len(typers)} typers x 10/s, {count} messages at {o.room_rate}/s: send->member p50/p99 "
                  f"{a['p50']}/{a['p99']} ms, send->last member p99 {z['p99']} ms; typing frames per member per s "
                  f"mean/min/max {t['mean']}/{t['min']}/{t['max']}; {m['complete']}/{n} members got every message once in order; "
