@@ -8,6 +8,7 @@ exits 1 if any delta was lost, duplicated or stored differently, or a run was le
     python -m bench --quick                      # a short run of everything (about 3 minutes)
     python -m bench --mode production --only latency,knee --streams 1,100,500
     python -m bench --server daphne --no-variants
+    python -m bench --mode production --no-variants --only rooms   # rooms of 10, 100, 500 members
     python -m bench --compare bench/results/A.json bench/results/B.json
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 from bench import report
 from bench.stack import VAR, StackConfig
 
-SCENARIOS = ("first", "latency", "knee", "idle", "faults")
+SCENARIOS = ("first", "latency", "knee", "idle", "faults", "rooms")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +43,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warm", type=float, help="seconds before the window, over which the first sends are spread (default 3; quick 2)")
     p.add_argument("--idle", type=int, help="idle sockets on one ASGI process (default 10000; quick 1000)")
     p.add_argument("--idle-budget", type=float, help="seconds allowed for opening them (default 90; quick 30)")
+    p.add_argument("--room-sizes", help="members per room in the room scenarios (default 10,100,500; quick 10,50,200; embedded 10,50)")
+    p.add_argument("--room-ai", type=int, help="the room size that also gets the AI stream (default 100; quick and embedded 50)")
+    p.add_argument("--room-typers", type=int, default=100, help="members typing in the typing storm (in the largest room)")
     p.add_argument("--tps", type=float, default=50.0, help="the test model's words per second")
     p.add_argument("--words", type=int, default=1000, help="the test model's answer length (1000 words at 50/s: each chat streams through the window)")
     p.add_argument("--start-rate", type=float, default=100.0, help="first sends per second at most, at each load level (stretches the warm-up)")
@@ -72,7 +76,12 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": 10 if q else 16, "first_parts": ["one sender", "20 senders"],
         "idle": args.idle or (1000 if q else 10000), "idle_budget": args.idle_budget or (30.0 if q else 90.0),
         "idle_concurrency": 16, "fault_streams": 10 if q else 40,
+        "room_sizes": [int(s) for s in (args.room_sizes or ("10,50,200" if q else "10,100,500")).split(",")],
+        "room_ai": args.room_ai or (50 if q else 100), "room_typers": args.room_typers if not q else min(args.room_typers, 40),
+        "room_messages": 20 if q else 40, "room_rate": 5.0, "room_storm_secs": 5.0 if q else 10.0, "room_ai_words": 300,
+        "room_join_concurrency": 4,
     }
+    opts["room_storm"] = max(opts["room_sizes"])
     bad = [e for e in args.env if "=" not in e]
     if bad:
         sys.exit(f"--env wants NAME=VALUE, got {bad[0]!r}")
@@ -82,16 +91,26 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for mode in modes:
         cfg = StackConfig(mode=mode, server=args.server or "uvicorn", layer=args.layer or "pubsub", **common)
-        # The embedded default has no idle target: a shorter budget is enough to see its memory per socket.
-        out.append({"stack": asdict(cfg), "opts": opts if mode == "production" else {**opts, "idle_budget": opts["idle_budget"] / 2.5}})
+        if mode == "production":
+            out.append({"stack": asdict(cfg), "opts": opts})
+        else:
+            # The embedded default has no idle target: a shorter budget is enough to see its memory per socket.
+            # Its rooms are small: one process holds every socket and runs the AI itself.
+            small = opts["room_sizes"] if max(opts["room_sizes"]) <= 50 else [10, 50]
+            out.append({"stack": asdict(cfg), "opts": {**opts, "idle_budget": opts["idle_budget"] / 2.5, "room_sizes": small,
+                                                       "room_ai": max(small), "room_storm": max(small),
+                                                       "room_typers": min(opts["room_typers"], max(small) // 5)}})
         if mode == "production" and not (args.no_variants or args.server or args.layer):
             # The comparisons: first delta, one level near where production mode still keeps up, idle memory.
             mid = [lv for lv in opts["levels"] if lv > 1][:1] or opts["levels"][-1:]
             vopts = {**opts, "only": [s for s in only if s in ("first", "latency", "idle")], "levels": mid,
                      "idle_budget": opts["idle_budget"] / 3, "first_rounds": opts["first_rounds"] // 2, "first_parts": ["20 senders"]}
-            out.append({"stack": asdict(StackConfig(mode=mode, server="daphne", layer="pubsub", **common)), "opts": vopts})
-            out.append({"stack": asdict(StackConfig(mode=mode, server="uvicorn", layer="core", **common)),
-                        "opts": {**vopts, "only": [s for s in vopts["only"] if s != "idle"]}})
+            # A comparison with nothing to run (e.g. --only rooms) is left out.
+            if vopts["only"]:
+                out.append({"stack": asdict(StackConfig(mode=mode, server="daphne", layer="pubsub", **common)), "opts": vopts})
+            if [s for s in vopts["only"] if s != "idle"]:
+                out.append({"stack": asdict(StackConfig(mode=mode, server="uvicorn", layer="core", **common)),
+                            "opts": {**vopts, "only": [s for s in vopts["only"] if s != "idle"]}})
     return out
 
 
@@ -138,6 +157,8 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
             result["idle"] = bench.idle(opts.idle)
         if "faults" in opts.only:
             result["faults"] = bench.faults()
+        if "rooms" in opts.only:
+            result["rooms"] = bench.rooms()
         result["failures"] = bench.failures
     finally:
         if pool is not None:

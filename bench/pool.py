@@ -1,6 +1,7 @@
 """The client processes: the driver sends each a command over a pipe (`open` sockets, `chat` on
-them until a deadline, `alive`, `close`) and waits for its answer. See bench/clients.py for what
-one socket does and checks."""
+them until a deadline, `alive`, `close`; `room_open`, `room_settle`, `room_phase` for the room
+scenarios) and waits for its answer. See bench/clients.py and bench/roomclients.py for what one
+socket does and checks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import traceback
 from typing import Any
 
+from bench import roomclients
 from bench.clients import Conn, Stats
 
 
@@ -96,7 +98,8 @@ async def _serve(pipe: Any) -> None:
                 await _close_all(conns)
                 pipe.send({"ok": True})
                 return
-            handler = {"open": _open_all, "chat": _chat_all, "alive": _alive}.get(op)
+            handler = {"open": _open_all, "chat": _chat_all, "alive": _alive, "room_open": roomclients.open_all,
+                       "room_settle": roomclients.settle, "room_phase": roomclients.phase}.get(op)
             result = await (handler(conns, cmd) if handler else _close_all(conns))
         except Exception:  # noqa: BLE001 - the driver fails loudly with it
             result = {"crash": traceback.format_exc()}

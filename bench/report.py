@@ -101,11 +101,12 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
     for n in levels:
         out.append((f"emit->client p50/p99 ms (with coalescing), {n}", "",
                     lambda r, n=n: (_fmt(_get(_level(r, n), "emit_ms", "p50"), _get(_level(r, n), "emit_ms", "p99")), None)))
-    out.append(("delivered deltas/s at " + "/".join(map(str, levels)) + " streams", "",
-                lambda r: (_fmt(*(_get(_level(r, n), "deltas_per_s") for n in levels)), None)))
-    out.append(("runs / stopped at end / end via resume / timed out, " + "/".join(map(str, levels)), "",
-                lambda r: (" ".join(_fmt(*(_get(_level(r, n), k) for k in ("runs", "stopped_at_end", "late_ends", "timed_out")))
-                                    for n in levels), None)))
+    if levels:
+        out.append(("delivered deltas/s at " + "/".join(map(str, levels)) + " streams", "",
+                    lambda r: (_fmt(*(_get(_level(r, n), "deltas_per_s") for n in levels)), None)))
+        out.append(("runs / stopped at end / end via resume / timed out, " + "/".join(map(str, levels)), "",
+                    lambda r: (" ".join(_fmt(*(_get(_level(r, n), k) for k in ("runs", "stopped_at_end", "late_ends", "timed_out")))
+                                        for n in levels), None)))
     if top:
         out.append((f"CPU % at {top}: asgi/worker/redis/pg*/client", "",
                     lambda r: (_fmt(*(_get(_level(r, top), "cpu_pct", k) for k in ("asgi", "worker", "redis", "postgres", "client"))), None)))
@@ -148,7 +149,60 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
         return " ".join(f"{k}:{v['statuses'].get('completed', 0)}c/{v['statuses'].get('failed', 0)}f" for k, v in f.items()), None
 
     out.append(("faults: drops / worker kill / ASGI restart", "", faults))
+    out += room_rows(results)
     out.append(("lost, duplicated or mismatched (all checks)", "0", lambda r: (str(len(r.get("failures", []))), not r.get("failures"))))
+    return out
+
+
+def room_rows(results: list[dict[str, Any]]) -> list[Row]:
+    """The room scenarios: fan-out per size, the AI stream to a room, the typing storm."""
+    if not any(r.get("rooms") for r in results):
+        return []
+    sizes = sorted({int(n) for r in results for n in (_get(r, "rooms", "fanout") or {})})
+    out: list[Row] = []
+    for n in sizes:
+        def fanout(r: dict[str, Any], n: int = n) -> tuple[str, bool | None]:
+            f = _get(r, "rooms", "fanout", str(n))
+            if not f or f["all_ms"]["p50"] is None:
+                return "-", None
+            ok = f["last_ms"]["p99"] < 50 if n == 500 and f["last_ms"]["p99"] is not None else None
+            return _fmt(f["all_ms"]["p50"], f["all_ms"]["p99"], f["last_ms"]["p99"]), ok
+        out.append((f"room fan-out p50/p99 / last-member p99 ms, {n} members", "last p99 < 50" if n == 500 else "", fanout))
+
+    def ai(r: dict[str, Any]) -> tuple[str, bool | None]:
+        a = _get(r, "rooms", "ai")
+        if not a:
+            return "-", None
+        return (f"{a['members']}: {_fmt(a['deltas_per_s'])}/s, {_fmt(a['added_ms']['p50'], a['added_ms']['p99'])}, "
+                f"{_fmt(a['emit_ms']['p99'])}"), None
+    out.append(("room AI stream: members: deltas/s, added p50/p99, emit->client p99 ms", "", ai))
+
+    def storm(r: dict[str, Any]) -> tuple[str, bool | None]:
+        t = _get(r, "rooms", "storm")
+        if not t or t["all_ms"]["p50"] is None:
+            return "-", None
+        ok = t["all_ms"]["p99"] < 100 if t["members"] >= 500 else None
+        return f"{t['members']}/{t['typers']}: {_fmt(t['all_ms']['p50'], t['all_ms']['p99'], t['last_ms']['p99'])}", ok
+    out.append(("typing storm members/typers: fan-out p50/p99/last p99 ms", "p99 < 100", storm))
+
+    def typing(r: dict[str, Any]) -> tuple[str, bool | None]:
+        t = _get(r, "rooms", "storm", "typing_per_member_s")
+        return (_fmt(t["mean"], t["max"]), None) if t else ("-", None)
+    out.append(("  typing frames per member per s, mean/max (<= 1 per typer)", "", typing))
+    out.append(("  CPU % in the storm: asgi/worker/redis/pg*/client", "", lambda r: (_fmt(*(
+        _get(r, "rooms", "storm", "cpu_pct", k) for k in ("asgi", "worker", "redis", "postgres", "client"))), None)))
+
+    def complete(r: dict[str, Any]) -> tuple[str, bool | None]:
+        rooms = r.get("rooms")
+        if not rooms:
+            return "-", None
+        parts = [f"{f['complete']}/{f['members']}" for f in rooms["fanout"].values()]
+        if rooms.get("storm"):
+            parts.append(f"storm {rooms['storm']['complete']}/{rooms['storm']['members']}")
+        if rooms.get("ai"):
+            parts.append(f"ai {rooms['ai']['members_identical']}/{rooms['ai']['members']}")
+        return " ".join(parts), None
+    out.append(("room members with every message once in order (ai: same run)", "", complete))
     return out
 
 

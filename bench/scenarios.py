@@ -14,19 +14,20 @@ from typing import Any, Callable
 from bench.clients import DRAIN_CAP
 from bench.pool import ClientPool
 from bench.report import pcts
+from bench.rooms import RoomScenarios
 from bench.stack import Stack, cpu_seconds, rss_bytes
 
 FAR = 600.0  # a deadline that a job bounded by max_runs never reaches
 
 
-def make_users(n: int) -> list[tuple[int, str]]:
+def make_users(n: int, prefix: str = "bench") -> list[tuple[int, str]]:
     """n users, each logged in once: (user id, session key). Sessions made like django.contrib.auth.login."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
     user_model = get_user_model()
     stamp = time.monotonic_ns()
-    users = user_model.objects.bulk_create([user_model(username=f"bench-{stamp}-{i}", password="!") for i in range(n)])
+    users = user_model.objects.bulk_create([user_model(username=f"{prefix}-{stamp}-{i}", password="!") for i in range(n)])
     out = []
     for user in users:
         session = SessionStore()
@@ -52,7 +53,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-class Bench:
+class Bench(RoomScenarios):
     def __init__(self, stack: Stack, pool: ClientPool, opts: Any) -> None:
         self.stack, self.pool, self.opts = stack, pool, opts
         self.users = make_users(opts.users)
