@@ -342,3 +342,18 @@ async def test_circuit_breaker_opens_and_fails_fast(provider, llm_server, status
     events = await collect(agent.run_stream("Hi"))
     assert (events[-1].error.code, events[-1].error.retryable) == ("provider_unavailable", True)
     assert len(llm_server.requests) == 2
+
+
+async def test_429s_never_open_the_breaker_while_5xx_do(provider, llm_server):
+    breaker = CircuitBreaker(f"{provider.name}-test", failure_threshold=2)
+    agent = make_agent(provider, llm_server, breaker=breaker, retry=RetryPolicy(max_attempts=1))
+    llm_server.script(*[http_error(429, headers={"retry-after": "1"})] * 3, text(["served"]))
+    for _ in range(3):
+        events = await collect(agent.run_stream("Hi"))
+        assert events[-1].error.code == "rate_limited"
+    assert breaker.state == "closed"
+    assert (await agent.run("Hi")).output == "served"  # the request was sent, not refused by the breaker
+    llm_server.script(http_error(502), http_error(502))
+    for _ in range(2):
+        await collect(agent.run_stream("Hi"))
+    assert breaker.state == "open" and len(llm_server.requests) == 6
