@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -357,3 +358,40 @@ async def test_429s_never_open_the_breaker_while_5xx_do(provider, llm_server):
     for _ in range(2):
         await collect(agent.run_stream("Hi"))
     assert breaker.state == "open" and len(llm_server.requests) == 6
+
+
+async def test_a_stall_mid_answer_fails_with_timeout_and_keeps_the_text(provider, llm_server):
+    llm_server.script(hang(["Hel", "lo"]), text(["never"]))
+    agent = Agent(provider.make(llm_server, read_timeout_secs=0.3), retry=RetryPolicy(base_delay_secs=0.01), sleep=RecordingSleep())
+    started = time.monotonic()
+    events = await asyncio.wait_for(collect(agent.run_stream("Hi")), 10)  # without a read timeout: the SDK's 10 minutes
+    assert time.monotonic() - started < 3
+    assert isinstance(events[-1], RunError) and events[-1].partial == "Hello"
+    assert (events[-1].error.code, events[-1].error.retryable) == ("timeout", True)
+    assert len(llm_server.requests) == 1  # text was streamed: not retried
+    assert await llm_server.wait_until(lambda: llm_server.requests[0].disconnected, timeout=5)
+
+
+@pytest.mark.parametrize("before_headers", [False, True], ids=["after-headers", "before-headers"])
+async def test_a_stall_before_any_text_is_retried(provider, llm_server, before_headers):
+    llm_server.script(hang(before_headers=before_headers), text(["ok"]))
+    sleep = RecordingSleep()
+    agent = Agent(provider.make(llm_server, read_timeout_secs=0.3), retry=RetryPolicy(base_delay_secs=0.01), sleep=sleep)
+    started = time.monotonic()
+    result = await asyncio.wait_for(agent.run("Hi"), 10)
+    assert result.output == "ok" and len(llm_server.requests) == 2 and len(sleep.delays) == 1
+    assert time.monotonic() - started < 3
+
+
+def test_timeouts_come_from_the_environment_with_defaults(provider, monkeypatch):
+    monkeypatch.delenv("NOUS_PROVIDER_CONNECT_TIMEOUT_SECS", raising=False)
+    monkeypatch.delenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", raising=False)
+    model = provider.make(base_url="http://127.0.0.1:9")
+    assert (model.connect_timeout_secs, model.read_timeout_secs) == (10.0, 60.0)
+    monkeypatch.setenv("NOUS_PROVIDER_CONNECT_TIMEOUT_SECS", "2.5")
+    monkeypatch.setenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", "15")
+    model = provider.make(base_url="http://127.0.0.1:9")
+    assert (model.connect_timeout_secs, model.read_timeout_secs) == (2.5, 15.0)
+    monkeypatch.setenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", "soon")
+    with pytest.raises(AgentConfigError, match="NOUS_PROVIDER_READ_TIMEOUT_SECS"):
+        provider.make(base_url="http://127.0.0.1:9")

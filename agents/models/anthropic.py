@@ -8,9 +8,10 @@ from typing import Any, AsyncIterator
 
 import anthropic
 
+from agents import config
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
-from agents.models._clients import shared_client
+from agents.models._clients import request_timeout, shared_client
 from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
 from agents.models.base import ModelRequest, check_request_allowed
 
@@ -27,8 +28,18 @@ class AnthropicModel:
     provider = "anthropic"
     supported_settings: frozenset[str] = frozenset({"max_tokens"})
 
-    def __init__(self, name: str, *, api_key: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        connect_timeout_secs: float | None = None,
+        read_timeout_secs: float | None = None,
+    ) -> None:
         self.name = name
+        self.connect_timeout_secs = connect_timeout_secs or config.connect_timeout_secs()
+        self.read_timeout_secs = read_timeout_secs or config.read_timeout_secs()
         key = api_key or os.getenv("ANTHROPIC_API_KEY")
         if not key:
             raise AgentConfigError("No Anthropic API key: pass api_key or set the ANTHROPIC_API_KEY environment variable")
@@ -62,7 +73,9 @@ class AnthropicModel:
         finished = False
         tools: dict[int, dict[str, Any]] = {}
         try:
-            async with await shared_client(anthropic.AsyncAnthropic, self._api_key, self.base_url).messages.create(**params, stream=True) as events:
+            async with await shared_client(anthropic.AsyncAnthropic, self._api_key, self.base_url).messages.create(
+                **params, stream=True, timeout=request_timeout(self.connect_timeout_secs, self.read_timeout_secs)
+            ) as events:
                 async for event in events:
                     if event.type == "message_start":
                         usage = event.message.usage

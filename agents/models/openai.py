@@ -8,9 +8,10 @@ from typing import Any, AsyncIterator
 
 import openai
 
+from agents import config
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
-from agents.models._clients import shared_client
+from agents.models._clients import request_timeout, shared_client
 from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
 from agents.models.base import ModelRequest, check_request_allowed
 
@@ -25,8 +26,19 @@ class OpenAIModel:
 
     supported_settings: frozenset[str] = frozenset({"temperature", "max_tokens", "top_p"})
 
-    def __init__(self, name: str, *, provider: str = "openai", api_key: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        provider: str = "openai",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        connect_timeout_secs: float | None = None,
+        read_timeout_secs: float | None = None,
+    ) -> None:
         self.name = name
+        self.connect_timeout_secs = connect_timeout_secs or config.connect_timeout_secs()
+        self.read_timeout_secs = read_timeout_secs or config.read_timeout_secs()
         self.provider = provider
         self.label = LABELS.get(provider, provider)
         key = api_key or os.getenv("OPENAI_API_KEY")
@@ -71,7 +83,9 @@ class OpenAIModel:
         finish_reason: str | None = None
         calls: dict[int, dict[str, Any]] = {}
         try:
-            async with await shared_client(openai.AsyncOpenAI, self._api_key, self.base_url).chat.completions.create(**params) as chunks:
+            async with await shared_client(openai.AsyncOpenAI, self._api_key, self.base_url).chat.completions.create(
+                **params, timeout=request_timeout(self.connect_timeout_secs, self.read_timeout_secs)
+            ) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
