@@ -40,6 +40,10 @@ class TextDelta:
     text: str
     kind: Literal["text_delta"] = "text_delta"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):  # a provider's malformed chunk, caught where it is read
+            raise TypeError(f"text delta is {type(self.text).__name__}, not str")
+
 
 @dataclass(frozen=True)
 class ToolCall:

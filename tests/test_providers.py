@@ -20,7 +20,7 @@ from agents.events import ResponseEnd, Usage
 from agents.models.anthropic import AnthropicModel
 from agents.models.base import ModelRequest
 from agents.models.openai import OpenAIModel
-from tests.loopback_llm import RecordingSleep, drop, hang, http_error, stream_error, text, tool_call
+from tests.loopback_llm import RecordingSleep, drop, hang, http_error, malformed, stream_error, text, tool_call
 from tests.loopback_llm import llm_server as llm_server  # the fixture
 
 # The Anthropic SDK warns that this (test) model name is deprecated; that is not what these tests are about.
@@ -395,3 +395,17 @@ def test_timeouts_come_from_the_environment_with_defaults(provider, monkeypatch)
     monkeypatch.setenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", "soon")
     with pytest.raises(AgentConfigError, match="NOUS_PROVIDER_READ_TIMEOUT_SECS"):
         provider.make(base_url="http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("data", ['{"type": "content_block_delta", "delta": ', '{"choices": 5, "delta": 5, "type": "content_block_delta"}', "[1, 2]"],
+                         ids=["cut-short", "wrong-shape", "not-an-object"])
+async def test_a_malformed_chunk_is_a_provider_error_retried_before_text(provider, llm_server, caplog, data):
+    sleep = RecordingSleep()
+    llm_server.script(malformed(data=data), text(["ok"]), malformed(["Hel", "lo"], data=data), text(["never"]))
+    agent = make_agent(provider, llm_server, sleep=sleep)
+    assert (await agent.run("Hi")).output == "ok" and len(sleep.delays) == 1
+    events = await collect(agent.run_stream("Hi"))
+    assert isinstance(events[-1], RunError) and events[-1].partial == "Hello"
+    assert (events[-1].error.code, events[-1].error.retryable) == ("provider_error", True)
+    assert "malformed" in events[-1].error.message and len(llm_server.requests) == 3
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]  # not our bug: no traceback

@@ -12,7 +12,7 @@ from agents import config
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
 from agents.models._clients import request_timeout, shared_client
-from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
+from agents.models._sdk_errors import event_error, headers_of, malformed_chunk_error, provider_message, status_error, transport_error
 from agents.models.base import ModelRequest, check_request_allowed
 
 DEFAULT_MAX_TOKENS = 4096
@@ -105,7 +105,7 @@ class AnthropicModel:
         except ProviderError:
             raise
         except Exception as exc:
-            error = to_provider_error(exc)
+            error = to_provider_error(exc) or malformed_chunk_error(LABEL, exc)
             if error is None:
                 raise
             raise error from exc
