@@ -120,6 +120,9 @@ class Agent:
                 # Never retry once the user has seen output: a second answer would be appended.
                 if streamed or not error.retryable or attempt >= self.retry.max_attempts:
                     raise
+                if error.retry_after is not None and error.retry_after > self.retry.max_retry_after_secs:
+                    # Waiting less than the provider asked would be refused again; say when to come back.
+                    raise
                 delay = self.retry.delay(attempt, error.retry_after)
                 log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
                 await self._sleep(delay)

@@ -28,4 +28,8 @@ class ProviderError(Exception):
         return f"{self.code}: {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+        """`run.failed.error`: code, message, retryable, and `retry_after` (seconds) when known."""
+        data: dict[str, object] = {"code": self.code, "message": self.message, "retryable": self.retryable}
+        if self.retry_after is not None:
+            data["retry_after"] = round(self.retry_after, 3)
+        return data

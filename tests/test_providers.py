@@ -409,3 +409,13 @@ async def test_a_malformed_chunk_is_a_provider_error_retried_before_text(provide
     assert (events[-1].error.code, events[-1].error.retryable) == ("provider_error", True)
     assert "malformed" in events[-1].error.message and len(llm_server.requests) == 3
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]  # not our bug: no traceback
+
+
+async def test_a_retry_after_beyond_the_cap_fails_at_once_with_rate_limited(provider, llm_server):
+    sleep = RecordingSleep()
+    llm_server.script(http_error(429, headers={"retry-after": "120"}), text(["never"]))
+    agent = make_agent(provider, llm_server, sleep=sleep, retry=RetryPolicy(max_retry_after_secs=30))
+    events = await collect(agent.run_stream("Hi"))
+    error = events[-1].error
+    assert (error.code, error.retry_after) == ("rate_limited", 120.0) and error.to_dict()["retry_after"] == 120.0
+    assert sleep.delays == [] and len(llm_server.requests) == 1  # not waited for 30 s, then refused again
