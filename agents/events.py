@@ -47,12 +47,17 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """The model asked for a tool; `arguments` is the parsed JSON object."""
+    """The model asked for a tool; `arguments` is the parsed JSON object.
+
+    `invalid_arguments` holds the model's text when it was not a JSON object (then `arguments` is
+    empty): the tool does not run and the model gets an error result instead.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any]
     needs_approval: bool = False
+    invalid_arguments: str | None = None
     kind: Literal["tool_call"] = "tool_call"
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, AsyncIterator
 
@@ -10,10 +9,10 @@ import anthropic
 
 from agents import config
 from agents.errors import AgentConfigError, ProviderError
-from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
+from agents.events import ModelEvent, ResponseEnd, TextDelta, Usage
 from agents.models._clients import request_timeout, shared_client
 from agents.models._sdk_errors import event_error, headers_of, malformed_chunk_error, provider_message, status_error, transport_error
-from agents.models.base import ModelRequest, check_request_allowed
+from agents.models.base import ModelRequest, check_request_allowed, parse_tool_call
 
 DEFAULT_MAX_TOKENS = 4096
 LABEL = "Anthropic"
@@ -95,7 +94,7 @@ class AnthropicModel:
                             tools[event.index]["json"].append(delta.partial_json)
                     elif event.type == "content_block_stop" and event.index in tools:
                         tool = tools.pop(event.index)
-                        yield ToolCall(tool["id"], tool["name"], parse_arguments("".join(tool["json"])))
+                        yield parse_tool_call(tool["id"], tool["name"], "".join(tool["json"]))
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens or output_tokens
@@ -118,17 +117,6 @@ def _input_tokens(usage: Any) -> int:
     """Input tokens including cache reads and writes (all billed as input)."""
     fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     return sum(getattr(usage, f, None) or 0 for f in fields)
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as a dict; `{"_raw": text}` if they are not a JSON object."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"_raw": text}
 
 
 def to_anthropic_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:

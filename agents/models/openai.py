@@ -10,10 +10,10 @@ import openai
 
 from agents import config
 from agents.errors import AgentConfigError, ProviderError
-from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
+from agents.events import ModelEvent, ResponseEnd, TextDelta, Usage
 from agents.models._clients import request_timeout, shared_client
 from agents.models._sdk_errors import event_error, headers_of, malformed_chunk_error, provider_message, status_error, transport_error
-from agents.models.base import ModelRequest, check_request_allowed
+from agents.models.base import ModelRequest, check_request_allowed, parse_tool_call
 
 LABELS = {"openai": "OpenAI", "ollama": "Ollama", "lmstudio": "LM Studio", "vllm": "vLLM"}
 
@@ -115,7 +115,7 @@ class OpenAIModel:
             raise ProviderError("provider_error", f"The {self.label} stream ended without a finish_reason", retryable=True)
         for index in sorted(calls):
             call = calls[index]
-            yield ToolCall(call["id"] or f"call_{index}", call["name"], parse_arguments("".join(call["arguments"])))
+            yield parse_tool_call(call["id"] or f"call_{index}", call["name"], "".join(call["arguments"]))
         yield ResponseEnd(usage, finish_reason)
 
     def to_provider_error(self, exc: BaseException) -> ProviderError | None:
@@ -135,17 +135,6 @@ class OpenAIModel:
             body = exc.body if isinstance(exc.body, dict) else {}
             return event_error(label, body.get("type") or exc.type, exc.message, body.get("code"))
         return transport_error(label, exc)
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as a dict; `{"_raw": text}` if they are not a JSON object."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"_raw": text}
 
 
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
