@@ -1,4 +1,4 @@
-"""Tools: schemas from signatures, the tool loop and its limits."""
+"""Tools: schemas from signatures, the tool loop and its limits, the built-ins, the `test:` model's tool calls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any, Literal, Optional
 
 import pytest
 
+import agents.builtin_tools
 from agents import Agent, AgentConfigError, Finished, RunError, TextDelta, Tool, ToolCall, ToolResult, tool
+from agents.builtin_tools import MAX_EXPRESSION_CHARS, builtin_tools, calculate, current_datetime
 from agents.events import ResponseEnd, Usage
 from agents.models.base import ModelRequest, parse_tool_call
 from agents.schema import function_schema, parse_docstring
@@ -237,3 +239,90 @@ async def test_text_of_every_round_is_kept_in_the_output():
     result = await Agent(model, tools=[Tool(lambda: "12:00", name="clock")]).run("time?")
     assert result.output == "Let me check. It is noon."
     assert [m["role"] for m in result.new_messages] == ["user", "assistant", "tool", "assistant"]
+
+
+# -- the test model ---------------------------------------------------------------------------------
+
+
+async def test_the_test_model_calls_the_calculator_with_the_prompts_arithmetic():
+    agent = Agent("test:tps=0,words=3,tools=calculator", tools=builtin_tools())
+    events = await collect(agent, "What is (2 + 3) * -4 please?")
+    call = next(e for e in events if isinstance(e, ToolCall))
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert (call.name, call.arguments) == ("calculator", {"expression": "(2 + 3) * -4"})
+    assert (result.result, result.is_error) == ("-20", False)
+    assert isinstance(events[-1], Finished) and events[-1].result.output.startswith("calculator returned -20. ")
+
+
+async def test_the_test_model_calls_several_tools_in_one_response_and_fills_their_schemas():
+    seen = []
+
+    def lookup(name: str, count: int, mode: Literal["a", "b"]) -> str:
+        seen.append((name, count, mode))
+        return "found"
+
+    events = await collect(Agent("test:tps=0,words=2,tools=calculator+lookup", tools=[*builtin_tools(), lookup]), "no numbers")
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [c.name for c in calls] == ["calculator", "lookup"] and len({c.id for c in calls}) == 2
+    assert calls[0].arguments == {"expression": "6 * 7"} and seen == [("no numbers", 1, "a")]
+    assert [m["role"] for m in events[-1].result.new_messages] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+async def test_the_test_model_can_keep_calling_tools_into_the_round_limit():
+    events = await collect(Agent("test:tps=0,tools=calculator,tool_rounds=9", tools=builtin_tools()))
+    assert sum(isinstance(e, ToolResult) for e in events) == 8
+    assert isinstance(events[-1], RunError) and events[-1].error.code == "tool_loop"
+
+
+@pytest.mark.parametrize("model", ["test:tool_rounds=x", "test:tool_rounds=-1", "test:tool_rounds=1000"])
+def test_bad_tool_options_are_refused(model):
+    with pytest.raises(AgentConfigError):
+        Agent(model)
+
+
+# -- built-ins ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expression", "value"), [
+    ("1 + 2 * 3", "7"), ("(1 + 2) * 3", "9"), ("-3 ** 2", "-9"), ("(-3) ** 2", "9"), ("7 / 2", "3.5"), ("7 // 2", "3"),
+    ("-7 // 2", "-4"), ("7 % 3", "1"), ("2 ** -1", "0.5"), ("0.1 + 0.2", "0.30000000000000004"), ("+-+4", "-4"),
+    ("2 ** 10 ** 2", str(2 ** 100)), ("1e3 * 2", "2000.0"), (" 42 ", "42"),
+])
+def test_the_calculator_does_arithmetic(expression, value):
+    assert calculate(expression) == value
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("__import__('os').system('true')", "Not allowed"), ("x + 1", "Not allowed"), ("True + 1", "Not allowed"),
+    ("[1, 2]", "Not allowed"), ("1 if 1 else 2", "Not allowed"), ("2 ** 1001", "Exponents are limited"),
+    ("9 ** 9 ** 9", "Exponents are limited"), ("99 ** 999", "too large"), ("(2 ** 999) ** 5", "too large"),
+    ("10.0 ** 400", "too large"), ("1e308 * 10", "not a finite number"), ("(-8) ** 0.5", "not a real number"),
+    ("1 / 0", "Division by zero"), ("5 % 0", "Division by zero"), ("1 +", "Not an arithmetic expression"),
+    ("1j * 2", "Not allowed"), ("1" * (MAX_EXPRESSION_CHARS + 1), "longer than"),
+])
+def test_the_calculator_refuses_what_is_not_bounded_arithmetic(expression, message):
+    with pytest.raises(ValueError, match=message):
+        calculate(expression)
+
+
+def test_the_calculator_never_evaluates_python(monkeypatch):
+    import builtins
+
+    def no_eval(*args: Any) -> None:
+        raise AssertionError("eval must not be used")
+
+    monkeypatch.setattr(builtins, "eval", no_eval)
+    assert calculate("6 * 7") == "42"
+
+
+def test_the_current_datetime_tool_knows_time_zones(monkeypatch):
+    fixed = datetime.datetime(2026, 3, 1, 12, 30, tzinfo=datetime.UTC)
+    monkeypatch.setattr(agents.builtin_tools, "now", lambda tz: fixed.astimezone(tz))
+    assert current_datetime() == "2026-03-01T12:30:00+00:00 (Sunday 01 March 2026, 12:30 UTC)"
+    assert current_datetime("Europe/Paris").startswith("2026-03-01T13:30:00+01:00")
+    with pytest.raises(ValueError, match="Unknown time zone"):
+        current_datetime("Mars/Olympus")
+    [clock, calculator] = builtin_tools()
+    assert (clock.name, calculator.name) == ("current_datetime", "calculator")
+    assert clock.definition.parameters["properties"]["timezone"]["default"] == "UTC"
+    assert calculator.definition.parameters["required"] == ["expression"]
