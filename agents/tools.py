@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -12,6 +13,8 @@ from agents.errors import AgentConfigError
 from agents.models.base import ToolDefinition
 from agents.schema import function_schema, parse_docstring
 
+# What both the Anthropic and the OpenAI API accept as a tool name.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Decides whether a sensitive tool call may run: returns (approved, reason).
 Approver = Callable[[Any], Awaitable[tuple[bool, str]]]
 
@@ -38,8 +41,8 @@ class Tool:
 
     def __post_init__(self) -> None:
         self.name = self.name or getattr(self.function, "__name__", "")
-        if not self.name:
-            raise AgentConfigError(f"The tool {self.function!r} needs a name")
+        if not TOOL_NAME.fullmatch(self.name):
+            raise AgentConfigError(f"Bad tool name {self.name!r} for {self.function!r}: use 1 to 64 letters, digits, _ or -")
         if self.parameters is None:
             description, self.parameters = function_schema(self.function)
         else:

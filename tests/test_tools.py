@@ -154,6 +154,12 @@ async def test_plain_sync_and_async_functions_are_accepted_as_tools():
     assert isinstance(events[-1], Finished)
 
 
+@pytest.mark.parametrize("name", ["", "get weather", "x" * 65, "météo"])
+def test_a_name_the_apis_refuse_is_refused_when_the_tool_is_made(name):
+    with pytest.raises(AgentConfigError, match="Bad tool name"):
+        Tool(lambda: "", name=name) if name else Tool(lambda: "")  # a lambda's own name is '<lambda>'
+
+
 def test_two_tools_with_one_name_are_refused():
     def clock() -> str:
         return ""
