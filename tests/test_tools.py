@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any, Literal, Optional
 
 import pytest
@@ -278,6 +279,12 @@ async def test_the_test_model_can_keep_calling_tools_into_the_round_limit():
     events = await collect(Agent("test:tps=0,tools=calculator,tool_rounds=9", tools=builtin_tools()))
     assert sum(isinstance(e, ToolResult) for e in events) == 8
     assert isinstance(events[-1], RunError) and events[-1].error.code == "tool_loop"
+
+
+async def test_a_long_prompt_does_not_stall_the_test_models_tool_arguments():
+    started = time.perf_counter()
+    events = await collect(Agent("test:tps=0,words=2,tools=calculator", tools=builtin_tools()), "1 " * 4000)
+    assert time.perf_counter() - started < 0.5 and isinstance(events[-1], Finished)
 
 
 @pytest.mark.parametrize("model", ["test:tool_rounds=x", "test:tool_rounds=-1", "test:tool_rounds=1000"])

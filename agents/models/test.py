@@ -162,7 +162,8 @@ def sample_arguments(definition: ToolDefinition | None, request: ModelRequest) -
     arguments: dict[str, Any] = {}
     for name in definition.parameters.get("required") or []:
         if definition.name == "calculator" and name == "expression":
-            found = max(ARITHMETIC.findall(prompt), key=len, default="").strip()
+            # Only the prompt's start: the pattern backtracks, and a long message must not stall the loop.
+            found = max(ARITHMETIC.findall(prompt[:400]), key=len, default="").strip()
             arguments[name] = found or "6 * 7"
         else:
             arguments[name] = _sample(properties.get(name) or {}, prompt)
