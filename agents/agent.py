@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
+from agents import config
 from agents.breaker import CircuitBreaker, breaker_for
 from agents.errors import ProviderError
 from agents.events import AgentEvent, Finished, ModelEvent, ResponseEnd, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
 from agents.models import resolve_model
 from agents.models.base import Model, ModelRequest, ModelSettings
 from agents.retries import RetryPolicy
-from agents.tools import Approver, Tool
+from agents.tools import Approver, Tool, ToolArgumentsError, as_tools
 
 log = logging.getLogger("nous.agents")
 
@@ -24,6 +26,11 @@ class Agent:
     `run_stream` yields `TextDelta`, `ToolCall`, `ToolResult`, then one `Finished` or `RunError`.
     Failed model calls are retried per `retry` (never once text has been streamed), and each
     provider has a circuit breaker. Message history goes in and out as plain dicts.
+
+    The tool loop: the model's tool calls of one response (a round) run in order, each result goes
+    back to the model, and the model is called again, until it answers without tool calls. After
+    `max_tool_rounds` rounds a response that still asks for tools ends the run with `tool_loop`.
+    A tool that raises, or arguments that do not fit it, become an error result for the model.
     """
 
     def __init__(
@@ -32,20 +39,20 @@ class Agent:
         *,
         instructions: str = "",
         model_settings: ModelSettings | None = None,
-        tools: Iterable[Tool] = (),
+        tools: Iterable[Tool | Callable[..., Any]] = (),
         retry: RetryPolicy | None = None,
         approver: Approver | None = None,
-        max_steps: int = 8,
+        max_tool_rounds: int | None = None,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.model: Model = resolve_model(model) if isinstance(model, str) else model
         self.instructions = instructions
         self.model_settings: ModelSettings = model_settings or {}
-        self.tools = {t.name: t for t in tools}
+        self.tools = as_tools(tools)
         self.retry = retry or RetryPolicy()
         self.approver = approver
-        self.max_steps = max_steps
+        self.max_tool_rounds = config.max_tool_rounds() if max_tool_rounds is None else max_tool_rounds
         self.breaker = breaker or breaker_for(self.model.provider)
         self._sleep = sleep
 
@@ -66,7 +73,7 @@ class Agent:
         messages = list(message_history or []) + new_messages
         usage = Usage()
         output = ""
-        for _step in range(self.max_steps):
+        for round_number in itertools.count():
             request = ModelRequest(messages, self.instructions, self.model_settings, [t.definition for t in self.tools.values()])
             text, calls = "", []
             try:
@@ -97,13 +104,16 @@ class Agent:
             if not calls:
                 yield Finished(RunResult(output, usage, new_messages))
                 return
+            if round_number >= self.max_tool_rounds:
+                message = f"The model was still calling tools after {self.max_tool_rounds} rounds"
+                yield RunError(ProviderError("tool_loop", message), output)
+                return
             for call in calls:
                 result = await self._call_tool(call)
                 yield result
                 tool_message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.result, "is_error": result.is_error}
                 messages.append(tool_message)
                 new_messages.append(tool_message)
-        yield RunError(ProviderError("internal", f"the model called tools more than {self.max_steps} times"), output)
 
     async def _stream_with_retries(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         attempt = 0
@@ -119,6 +129,9 @@ class Agent:
                 self.breaker.record_failure(error)
                 # Never retry once the user has seen output: a second answer would be appended.
                 if streamed or not error.retryable or attempt >= self.retry.max_attempts:
+                    raise
+                if error.retry_after is not None and error.retry_after > self.retry.max_retry_after_secs:
+                    # Waiting less than the provider asked would be refused again; say when to come back.
                     raise
                 delay = self.retry.delay(attempt, error.retry_after)
                 log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
@@ -136,6 +149,9 @@ class Agent:
         tool = self.tools.get(call.name)
         if tool is None:
             return ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", is_error=True)
+        if call.invalid_arguments is not None:
+            text = f"The arguments of {call.name!r} are not a JSON object: {call.invalid_arguments[:200]!r}; the tool did not run"
+            return ToolResult(call.id, call.name, text, is_error=True)
         if tool.needs_approval:
             if self.approver is None:
                 return ToolResult(call.id, call.name, "Rejected: no one can approve this tool here", is_error=True)
@@ -144,5 +160,8 @@ class Agent:
                 return ToolResult(call.id, call.name, f"Rejected by the user{': ' + reason if reason else ''}", is_error=True)
         try:
             return ToolResult(call.id, call.name, await tool.call(call.arguments))
-        except Exception as error:
-            return ToolResult(call.id, call.name, f"{type(error).__name__}: {error}", is_error=True)
+        except ToolArgumentsError as error:
+            return ToolResult(call.id, call.name, str(error), is_error=True)
+        except Exception as error:  # the model is told, and may try again or answer without it
+            log.info("tool %s raised %s: %s", call.name, type(error).__name__, error)
+            return ToolResult(call.id, call.name, f"The tool raised {type(error).__name__}: {error}", is_error=True)

@@ -10,6 +10,8 @@ from typing import Callable, Literal
 from agents.errors import ProviderError
 
 State = Literal["closed", "open", "half_open"]
+# Error codes that say nothing about whether the provider is up.
+NOT_COUNTED = frozenset({"rate_limited", "provider_unavailable"})
 
 
 @dataclass
@@ -17,7 +19,9 @@ class CircuitBreaker:
     """Fails fast with `provider_unavailable` while a provider keeps failing.
 
     Only retryable provider failures (5xx, 529, connection errors, timeouts) count; a bad
-    request or a missing key says nothing about the provider's health. In half-open state one
+    request or a missing key says nothing about the provider's health, and a rate limit (429)
+    is the provider asking this caller to wait, not the provider being down: it must not pause
+    every other caller of the provider in the process. In half-open state one
     trial call goes through; its success closes the circuit, its failure opens it again.
     """
 
@@ -63,7 +67,7 @@ class CircuitBreaker:
 
     def record_failure(self, error: ProviderError) -> None:
         with self._lock:
-            if not error.retryable:
+            if not error.retryable or error.code in NOT_COUNTED:
                 self.trial_in_flight = False
                 return
             self.failures += 1

@@ -14,8 +14,9 @@ class ProviderError(Exception):
     """A provider call failed.
 
     `code` is one of PROTOCOL.md's error codes (`provider_error`, `provider_unavailable`,
-    `rate_limited`, `timeout`, `overloaded`, `internal`); `retryable` says whether the same
-    request may succeed later; `retry_after` is the provider's hint in seconds, if it gave one.
+    `rate_limited`, `timeout`, `overloaded`, `internal`) or `tool_loop` (the model kept calling
+    tools); `retryable` says whether the same request may succeed later; `retry_after` is the
+    provider's hint in seconds, if it gave one.
     """
 
     code: str
@@ -28,4 +29,8 @@ class ProviderError(Exception):
         return f"{self.code}: {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+        """`run.failed.error`: code, message, retryable, and `retry_after` (seconds) when known."""
+        data: dict[str, object] = {"code": self.code, "message": self.message, "retryable": self.retryable}
+        if self.retry_after is not None:
+            data["retry_after"] = round(self.retry_after, 3)
+        return data

@@ -40,15 +40,24 @@ class TextDelta:
     text: str
     kind: Literal["text_delta"] = "text_delta"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):  # a provider's malformed chunk, caught where it is read
+            raise TypeError(f"text delta is {type(self.text).__name__}, not str")
+
 
 @dataclass(frozen=True)
 class ToolCall:
-    """The model asked for a tool; `arguments` is the parsed JSON object."""
+    """The model asked for a tool; `arguments` is the parsed JSON object.
+
+    `invalid_arguments` holds the model's text when it was not a JSON object (then `arguments` is
+    empty): the tool does not run and the model gets an error result instead.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any]
     needs_approval: bool = False
+    invalid_arguments: str | None = None
     kind: Literal["tool_call"] = "tool_call"
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _ids = itertools.count(1)
 
 @dataclass
 class Reply:
-    """One scripted reply. Build it with `text`, `tool_call(s)`, `http_error`, `stream_error`, `drop` or `hang`."""
+    """One scripted reply. Build it with `text`, `tool_call(s)`, `http_error`, `stream_error`, `drop`, `hang` or `malformed`."""
 
     chunks: list[str] = field(default_factory=list)
     delay: float = 0.005
@@ -45,6 +45,7 @@ class Reply:
     hang: bool = False  # after the chunks, send nothing more and wait for the client to hang up
     hang_before_headers: bool = False  # with `hang`: not even the status line is sent
     drop: bool = False  # after the chunks, close the socket without ending the chunked body
+    malformed: str | None = None  # after the chunks, one event whose data is this text (bad JSON or a wrong shape), then the end
 
 
 def text(chunks: Sequence[str], *, delay: float = 0.005, input_tokens: int = 11, output_tokens: int = 7, stop_reason: str | None = None) -> Reply:
@@ -81,6 +82,11 @@ def hang(chunks: Sequence[str] = (), *, delay: float = 0.005, before_headers: bo
 def drop(chunks: Sequence[str], *, delay: float = 0.005) -> Reply:
     """Stream `chunks` as text, then close the connection abruptly, mid-body."""
     return Reply(list(chunks), delay, drop=True)
+
+
+def malformed(chunks: Sequence[str] = (), *, data: str = '{"type": "content_block_delta", "delta": ', delay: float = 0.005) -> Reply:
+    """Stream `chunks` as text, then one event whose data is `data` (by default JSON cut short), then end the body."""
+    return Reply(list(chunks), delay, malformed=data)
 
 
 @dataclass
@@ -122,6 +128,9 @@ def anthropic_events(reply: Reply, model: str) -> Iterator[bytes]:
             if reply.error_after == n:
                 break
             yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}, "content_block_delta")
+        if reply.malformed is not None:
+            yield f"event: content_block_delta\ndata: {reply.malformed}\n\n".encode()
+            return
         if reply.error_after is not None or reply.hang or reply.drop:
             return
         yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
@@ -158,6 +167,9 @@ def openai_events(reply: Reply, model: str) -> Iterator[bytes]:
         if reply.error_after == n:
             break
         yield chunk({"content": piece})
+    if reply.malformed is not None:
+        yield f"data: {reply.malformed}\n\n".encode()
+        return
     if reply.error_after is not None or reply.hang or reply.drop:
         return
     for index, (call_id, name, arguments) in enumerate(reply.tools):

@@ -299,3 +299,21 @@ async def test_the_coalescing_window_widens_under_load(monkeypatch):
     assert flushed == ["first", "0123456789"] and timers.delays == [1.0, 3.0]
     await coalescer.add("0123456789")
     assert flushed[-1] == "0123456789" * 3
+
+
+def test_a_rate_limit_does_not_count_against_the_provider():
+    now = [0.0]
+    breaker = CircuitBreaker("p", failure_threshold=1, cooldown_secs=10, clock=lambda: now[0])
+    limited = ProviderError("rate_limited", "429", retryable=True, retry_after=5)
+    for _ in range(5):
+        breaker.record_failure(limited)
+    assert breaker.state == "closed"  # the provider asked this caller to wait; the others may go on
+    breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
+    assert breaker.state == "open"
+    now[0] = 11
+    breaker.before_call()  # the half-open trial
+    breaker.record_failure(limited)  # the provider answered, so it is not down: the trial slot is free again
+    assert breaker.state == "half_open"
+    breaker.before_call()
+    breaker.record_success()
+    assert breaker.state == "closed"

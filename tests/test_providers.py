@@ -7,7 +7,9 @@ provider has are in tests/test_provider_anthropic.py and tests/test_provider_ope
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +21,7 @@ from agents.events import ResponseEnd, Usage
 from agents.models.anthropic import AnthropicModel
 from agents.models.base import ModelRequest
 from agents.models.openai import OpenAIModel
-from tests.loopback_llm import RecordingSleep, drop, hang, http_error, stream_error, text, tool_call
+from tests.loopback_llm import RecordingSleep, drop, hang, http_error, malformed, stream_error, text, tool_call, tool_calls
 from tests.loopback_llm import llm_server as llm_server  # the fixture
 
 # The Anthropic SDK warns that this (test) model name is deprecated; that is not what these tests are about.
@@ -31,20 +33,30 @@ def bearer(headers: dict[str, str]) -> str | None:
     return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
 
 
-def anthropic_tool_turn(body: dict[str, Any], call_id: str) -> None:
+# A tool call as the tests see it: (call id, arguments sent, result text, is_error).
+Call = tuple[str, dict[str, Any], str, bool]
+
+
+def anthropic_tool_turn(body: dict[str, Any], calls: list[Call]) -> None:
+    """The request after a tool round: one assistant message of tool_use blocks, one user message of tool_result blocks."""
     assert body["system"] == "Use tools." and body["tools"][0]["name"] == "get_weather"
+    results = []
+    for call_id, _, result, is_error in calls:
+        block = {"type": "tool_result", "tool_use_id": call_id, "content": result}
+        results.append({**block, "is_error": True} if is_error else block)
     assert body["messages"][1:] == [
-        {"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": "Paris"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "sunny in Paris"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": c[0], "name": "get_weather", "input": c[1]} for c in calls]},
+        {"role": "user", "content": results},
     ]
 
 
-def openai_tool_turn(body: dict[str, Any], call_id: str) -> None:
+def openai_tool_turn(body: dict[str, Any], calls: list[Call]) -> None:
+    """The request after a tool round: one assistant message with tool_calls, then one `tool` message per result."""
     assert body["messages"][0] == {"role": "system", "content": "Use tools."}
     assert body["messages"][2:] == [
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-        {"role": "tool", "tool_call_id": call_id, "content": "sunny in Paris"},
+            {"id": c[0], "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(c[1])}} for c in calls]},
+        *[{"role": "tool", "tool_call_id": c[0], "content": c[2]} for c in calls],
     ]
 
 
@@ -64,7 +76,8 @@ class Provider:
     stream_fields: dict[str, Any]  # what a streaming request's body must hold
     mid_stream_error: tuple[str, str]  # an error type the API sends mid-stream, and the code it maps to
     key_sent: Callable[[dict[str, str]], str | None]  # the API key a request carried
-    tool_turn: Callable[[dict[str, Any], str], None]  # checks the request that carries a tool's result
+    tool_turn: Callable[[dict[str, Any], list[Call]], None]  # checks the request that carries the tools' results
+    tool_schemas: Callable[[dict[str, Any]], dict[str, Any]]  # the parameters' schema of each tool offered, by name
 
     def make(self, server=None, base_url: str | None = None, **kwargs: Any):
         if server is not None:
@@ -86,6 +99,7 @@ ANTHROPIC = Provider(
     mid_stream_error=("overloaded_error", "overloaded"),
     key_sent=lambda headers: headers.get("x-api-key") or bearer(headers),
     tool_turn=anthropic_tool_turn,
+    tool_schemas=lambda body: {t["name"]: t["input_schema"] for t in body["tools"]},
 )
 OPENAI = Provider(
     name="openai",
@@ -101,6 +115,7 @@ OPENAI = Provider(
     mid_stream_error=("server_error", "provider_error"),
     key_sent=bearer,
     tool_turn=openai_tool_turn,
+    tool_schemas=lambda body: {t["function"]["name"]: t["function"]["parameters"] for t in body["tools"]},
 )
 
 
@@ -144,7 +159,11 @@ async def test_agent_streams_text_and_finishes(provider, llm_server):
 async def test_agent_runs_the_tool_and_sends_the_result_back(provider, llm_server):
     @tool
     def get_weather(city: str) -> str:
-        """The weather in a city."""
+        """The weather in a city.
+
+        Args:
+            city: The city's name.
+        """
         return f"sunny in {city}"
 
     llm_server.script(tool_call("get_weather", {"city": "Paris"}, input_tokens=30, output_tokens=5),
@@ -156,7 +175,33 @@ async def test_agent_runs_the_tool_and_sends_the_result_back(provider, llm_serve
     assert isinstance(events[-1], Finished)
     assert events[-1].result.output == "It is sunny." and events[-1].result.usage == Usage(80, 9)
     assert len(llm_server.requests) == 2
-    provider.tool_turn(llm_server.requests[1].body, call.id)
+    # The schema comes from the signature: a model that follows it sends the city.
+    assert provider.tool_schemas(llm_server.requests[0].body) == {"get_weather": {
+        "type": "object", "properties": {"city": {"type": "string", "description": "The city's name."}}, "required": ["city"]}}
+    provider.tool_turn(llm_server.requests[1].body, [(call.id, {"city": "Paris"}, "sunny in Paris", False)])
+
+
+async def test_several_calls_in_one_response_are_all_answered_in_the_wire_format(provider, llm_server):
+    ran = []
+
+    async def get_weather(city: str) -> str:
+        """The weather in a city."""
+        ran.append(city)
+        if city == "Atlantis":
+            raise LookupError("no such city")
+        return f"sunny in {city}"
+
+    llm_server.script(tool_calls([("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Atlantis"}), ("get_weather", '{"city": ')]),
+                      text(["Paris is sunny."]))
+    agent = make_agent(provider, llm_server, tools=[get_weather], instructions="Use tools.")  # a plain async function
+    events = await collect(agent.run_stream("Weather?"))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.is_error for r in results] == [False, True, True]
+    assert ran == ["Paris", "Atlantis"]  # the call with malformed arguments did not run
+    assert isinstance(events[-1], Finished) and events[-1].result.output == "Paris is sunny."
+    sent = [{"city": "Paris"}, {"city": "Atlantis"}, {}]
+    provider.tool_turn(llm_server.requests[1].body, [(c.id, a, r.result, r.is_error) for c, a, r in zip(calls, sent, results, strict=True)])
 
 
 async def test_agents_run_concurrently_against_the_server(provider, llm_server):
@@ -342,3 +387,79 @@ async def test_circuit_breaker_opens_and_fails_fast(provider, llm_server, status
     events = await collect(agent.run_stream("Hi"))
     assert (events[-1].error.code, events[-1].error.retryable) == ("provider_unavailable", True)
     assert len(llm_server.requests) == 2
+
+
+async def test_429s_never_open_the_breaker_while_5xx_do(provider, llm_server):
+    breaker = CircuitBreaker(f"{provider.name}-test", failure_threshold=2)
+    agent = make_agent(provider, llm_server, breaker=breaker, retry=RetryPolicy(max_attempts=1))
+    llm_server.script(*[http_error(429, headers={"retry-after": "1"})] * 3, text(["served"]))
+    for _ in range(3):
+        events = await collect(agent.run_stream("Hi"))
+        assert events[-1].error.code == "rate_limited"
+    assert breaker.state == "closed"
+    assert (await agent.run("Hi")).output == "served"  # the request was sent, not refused by the breaker
+    llm_server.script(http_error(502), http_error(502))
+    for _ in range(2):
+        await collect(agent.run_stream("Hi"))
+    assert breaker.state == "open" and len(llm_server.requests) == 6
+
+
+async def test_a_stall_mid_answer_fails_with_timeout_and_keeps_the_text(provider, llm_server):
+    llm_server.script(hang(["Hel", "lo"]), text(["never"]))
+    agent = Agent(provider.make(llm_server, read_timeout_secs=0.3), retry=RetryPolicy(base_delay_secs=0.01), sleep=RecordingSleep())
+    started = time.monotonic()
+    events = await asyncio.wait_for(collect(agent.run_stream("Hi")), 10)  # without a read timeout: the SDK's 10 minutes
+    assert time.monotonic() - started < 3
+    assert isinstance(events[-1], RunError) and events[-1].partial == "Hello"
+    assert (events[-1].error.code, events[-1].error.retryable) == ("timeout", True)
+    assert len(llm_server.requests) == 1  # text was streamed: not retried
+    assert await llm_server.wait_until(lambda: llm_server.requests[0].disconnected, timeout=5)
+
+
+@pytest.mark.parametrize("before_headers", [False, True], ids=["after-headers", "before-headers"])
+async def test_a_stall_before_any_text_is_retried(provider, llm_server, before_headers):
+    llm_server.script(hang(before_headers=before_headers), text(["ok"]))
+    sleep = RecordingSleep()
+    agent = Agent(provider.make(llm_server, read_timeout_secs=0.3), retry=RetryPolicy(base_delay_secs=0.01), sleep=sleep)
+    started = time.monotonic()
+    result = await asyncio.wait_for(agent.run("Hi"), 10)
+    assert result.output == "ok" and len(llm_server.requests) == 2 and len(sleep.delays) == 1
+    assert time.monotonic() - started < 3
+
+
+def test_timeouts_come_from_the_environment_with_defaults(provider, monkeypatch):
+    monkeypatch.delenv("NOUS_PROVIDER_CONNECT_TIMEOUT_SECS", raising=False)
+    monkeypatch.delenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", raising=False)
+    model = provider.make(base_url="http://127.0.0.1:9")
+    assert (model.connect_timeout_secs, model.read_timeout_secs) == (10.0, 60.0)
+    monkeypatch.setenv("NOUS_PROVIDER_CONNECT_TIMEOUT_SECS", "2.5")
+    monkeypatch.setenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", "15")
+    model = provider.make(base_url="http://127.0.0.1:9")
+    assert (model.connect_timeout_secs, model.read_timeout_secs) == (2.5, 15.0)
+    monkeypatch.setenv("NOUS_PROVIDER_READ_TIMEOUT_SECS", "soon")
+    with pytest.raises(AgentConfigError, match="NOUS_PROVIDER_READ_TIMEOUT_SECS"):
+        provider.make(base_url="http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("data", ['{"type": "content_block_delta", "delta": ', '{"choices": 5, "delta": 5, "type": "content_block_delta"}', "[1, 2]"],
+                         ids=["cut-short", "wrong-shape", "not-an-object"])
+async def test_a_malformed_chunk_is_a_provider_error_retried_before_text(provider, llm_server, caplog, data):
+    sleep = RecordingSleep()
+    llm_server.script(malformed(data=data), text(["ok"]), malformed(["Hel", "lo"], data=data), text(["never"]))
+    agent = make_agent(provider, llm_server, sleep=sleep)
+    assert (await agent.run("Hi")).output == "ok" and len(sleep.delays) == 1
+    events = await collect(agent.run_stream("Hi"))
+    assert isinstance(events[-1], RunError) and events[-1].partial == "Hello"
+    assert (events[-1].error.code, events[-1].error.retryable) == ("provider_error", True)
+    assert "malformed" in events[-1].error.message and len(llm_server.requests) == 3
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]  # not our bug: no traceback
+
+
+async def test_a_retry_after_beyond_the_cap_fails_at_once_with_rate_limited(provider, llm_server):
+    sleep = RecordingSleep()
+    llm_server.script(http_error(429, headers={"retry-after": "120"}), text(["never"]))
+    agent = make_agent(provider, llm_server, sleep=sleep, retry=RetryPolicy(max_retry_after_secs=30))
+    events = await collect(agent.run_stream("Hi"))
+    error = events[-1].error
+    assert (error.code, error.retry_after) == ("rate_limited", 120.0) and error.to_dict()["retry_after"] == 120.0
+    assert sleep.delays == [] and len(llm_server.requests) == 1  # not waited for 30 s, then refused again

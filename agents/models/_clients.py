@@ -21,3 +21,10 @@ def shared_client(client_class: type[Client], api_key: str, base_url: str | None
     if key not in per_loop:
         per_loop[key] = client_class(api_key=api_key, base_url=base_url, max_retries=0)  # type: ignore[call-arg]
     return per_loop[key]
+
+
+def request_timeout(connect_secs: float, read_secs: float) -> Any:
+    """The SDK `timeout` of one request: `read_secs` is the longest silence between two chunks of a stream."""
+    import httpx2
+
+    return httpx2.Timeout(read_secs, connect=connect_secs)

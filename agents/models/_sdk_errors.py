@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import ssl
 import time
 from typing import Any, Mapping
 
 from agents.errors import ProviderError
+
+log = logging.getLogger("nous.agents")
 
 # Error types (Anthropic's `error.type`, OpenAI-compatible `error.type`/`error.code`) -> (our code, retryable).
 ERROR_TYPES: dict[str, tuple[str, bool]] = {
@@ -119,6 +122,19 @@ def transport_error(label: str, exc: BaseException) -> ProviderError | None:
     if isinstance(exc, (httpx2.RequestError, ssl.SSLError, ConnectionError)) or type(exc).__name__ == "EndOfStream":
         return ProviderError("provider_error", f"Connection to {label} failed: {type(exc).__name__}: {exc}", True)
     return None
+
+
+# What parsing a chunk that is not JSON, or not shaped as documented, raises in the SDK or in our reader.
+MALFORMED_CHUNK_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+def malformed_chunk_error(label: str, exc: BaseException) -> ProviderError | None:
+    """The `ProviderError` for a stream chunk the provider got wrong (the provider's fault, not ours), else None."""
+    if not isinstance(exc, MALFORMED_CHUNK_ERRORS):
+        return None
+    error = ProviderError("provider_error", f"{label} sent a malformed stream chunk ({type(exc).__name__}: {str(exc)[:200]})", True)
+    log.warning("%s", error.message)  # no traceback: the fault is in the provider's bytes, not in our code
+    return error
 
 
 def headers_of(exc: Any) -> Mapping[str, str] | None:

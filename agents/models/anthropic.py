@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, AsyncIterator
 
 import anthropic
 
+from agents import config
 from agents.errors import AgentConfigError, ProviderError
-from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
-from agents.models._clients import shared_client
-from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
-from agents.models.base import ModelRequest, check_request_allowed
+from agents.events import ModelEvent, ResponseEnd, TextDelta, Usage
+from agents.models._clients import request_timeout, shared_client
+from agents.models._sdk_errors import event_error, headers_of, malformed_chunk_error, provider_message, status_error, transport_error
+from agents.models.base import ModelRequest, check_request_allowed, parse_tool_call
 
 DEFAULT_MAX_TOKENS = 4096
 LABEL = "Anthropic"
@@ -27,8 +27,18 @@ class AnthropicModel:
     provider = "anthropic"
     supported_settings: frozenset[str] = frozenset({"max_tokens"})
 
-    def __init__(self, name: str, *, api_key: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        connect_timeout_secs: float | None = None,
+        read_timeout_secs: float | None = None,
+    ) -> None:
         self.name = name
+        self.connect_timeout_secs = connect_timeout_secs or config.connect_timeout_secs()
+        self.read_timeout_secs = read_timeout_secs or config.read_timeout_secs()
         key = api_key or os.getenv("ANTHROPIC_API_KEY")
         if not key:
             raise AgentConfigError("No Anthropic API key: pass api_key or set the ANTHROPIC_API_KEY environment variable")
@@ -62,7 +72,9 @@ class AnthropicModel:
         finished = False
         tools: dict[int, dict[str, Any]] = {}
         try:
-            async with await shared_client(anthropic.AsyncAnthropic, self._api_key, self.base_url).messages.create(**params, stream=True) as events:
+            async with await shared_client(anthropic.AsyncAnthropic, self._api_key, self.base_url).messages.create(
+                **params, stream=True, timeout=request_timeout(self.connect_timeout_secs, self.read_timeout_secs)
+            ) as events:
                 async for event in events:
                     if event.type == "message_start":
                         usage = event.message.usage
@@ -82,7 +94,7 @@ class AnthropicModel:
                             tools[event.index]["json"].append(delta.partial_json)
                     elif event.type == "content_block_stop" and event.index in tools:
                         tool = tools.pop(event.index)
-                        yield ToolCall(tool["id"], tool["name"], parse_arguments("".join(tool["json"])))
+                        yield parse_tool_call(tool["id"], tool["name"], "".join(tool["json"]))
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens or output_tokens
@@ -92,7 +104,7 @@ class AnthropicModel:
         except ProviderError:
             raise
         except Exception as exc:
-            error = to_provider_error(exc)
+            error = to_provider_error(exc) or malformed_chunk_error(LABEL, exc)
             if error is None:
                 raise
             raise error from exc
@@ -105,17 +117,6 @@ def _input_tokens(usage: Any) -> int:
     """Input tokens including cache reads and writes (all billed as input)."""
     fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     return sum(getattr(usage, f, None) or 0 for f in fields)
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as a dict; `{"_raw": text}` if they are not a JSON object."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"_raw": text}
 
 
 def to_anthropic_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, TypedDict
 
-from agents.events import ModelEvent
+from agents.events import ModelEvent, ToolCall
 
 
 class ModelSettings(TypedDict, total=False):
@@ -51,6 +52,19 @@ class Model(Protocol):
     supported_settings: frozenset[str]
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
+
+def parse_tool_call(call_id: str, name: str, text: str) -> ToolCall:
+    """A tool call from the model's arguments text; text that is not a JSON object lands in `invalid_arguments`."""
+    if not text.strip():
+        return ToolCall(call_id, name, {})
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return ToolCall(call_id, name, {}, invalid_arguments=text)
+    return ToolCall(call_id, name, value)
 
 
 # Tests set this to False: a provider then refuses any base URL that is not on loopback,

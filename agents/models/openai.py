@@ -8,11 +8,12 @@ from typing import Any, AsyncIterator
 
 import openai
 
+from agents import config
 from agents.errors import AgentConfigError, ProviderError
-from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
-from agents.models._clients import shared_client
-from agents.models._sdk_errors import event_error, headers_of, provider_message, status_error, transport_error
-from agents.models.base import ModelRequest, check_request_allowed
+from agents.events import ModelEvent, ResponseEnd, TextDelta, Usage
+from agents.models._clients import request_timeout, shared_client
+from agents.models._sdk_errors import event_error, headers_of, malformed_chunk_error, provider_message, status_error, transport_error
+from agents.models.base import ModelRequest, check_request_allowed, parse_tool_call
 
 LABELS = {"openai": "OpenAI", "ollama": "Ollama", "lmstudio": "LM Studio", "vllm": "vLLM"}
 
@@ -25,8 +26,19 @@ class OpenAIModel:
 
     supported_settings: frozenset[str] = frozenset({"temperature", "max_tokens", "top_p"})
 
-    def __init__(self, name: str, *, provider: str = "openai", api_key: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        provider: str = "openai",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        connect_timeout_secs: float | None = None,
+        read_timeout_secs: float | None = None,
+    ) -> None:
         self.name = name
+        self.connect_timeout_secs = connect_timeout_secs or config.connect_timeout_secs()
+        self.read_timeout_secs = read_timeout_secs or config.read_timeout_secs()
         self.provider = provider
         self.label = LABELS.get(provider, provider)
         key = api_key or os.getenv("OPENAI_API_KEY")
@@ -71,7 +83,9 @@ class OpenAIModel:
         finish_reason: str | None = None
         calls: dict[int, dict[str, Any]] = {}
         try:
-            async with await shared_client(openai.AsyncOpenAI, self._api_key, self.base_url).chat.completions.create(**params) as chunks:
+            async with await shared_client(openai.AsyncOpenAI, self._api_key, self.base_url).chat.completions.create(
+                **params, timeout=request_timeout(self.connect_timeout_secs, self.read_timeout_secs)
+            ) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
@@ -93,7 +107,7 @@ class OpenAIModel:
         except ProviderError:
             raise
         except Exception as exc:
-            error = self.to_provider_error(exc)
+            error = self.to_provider_error(exc) or malformed_chunk_error(self.label, exc)
             if error is None:
                 raise
             raise error from exc
@@ -101,7 +115,7 @@ class OpenAIModel:
             raise ProviderError("provider_error", f"The {self.label} stream ended without a finish_reason", retryable=True)
         for index in sorted(calls):
             call = calls[index]
-            yield ToolCall(call["id"] or f"call_{index}", call["name"], parse_arguments("".join(call["arguments"])))
+            yield parse_tool_call(call["id"] or f"call_{index}", call["name"], "".join(call["arguments"]))
         yield ResponseEnd(usage, finish_reason)
 
     def to_provider_error(self, exc: BaseException) -> ProviderError | None:
@@ -121,17 +135,6 @@ class OpenAIModel:
             body = exc.body if isinstance(exc.body, dict) else {}
             return event_error(label, body.get("type") or exc.type, exc.message, body.get("code"))
         return transport_error(label, exc)
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as a dict; `{"_raw": text}` if they are not a JSON object."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"_raw": text}
 
 
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,13 +1,18 @@
 """The offline `test:` model: deterministic streamed text derived from the prompt.
 
 Options ride in the model string after `test:`, comma separated, so they survive being stored as
-a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10,tool=clock`.
+a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10,tools=calculator`.
 
 - `tps`: tokens (words) per second, default 25; 0 streams as fast as possible.
 - `words`: answer length in words, default 60 (capped by the `max_tokens` setting).
 - `fail`: an error code to raise, after `fail_after` words (default 0), e.g. `provider_error`,
   `rate_limited`, `overloaded`; `fail_times`: fail only the first N calls (default: always).
-- `tool`: the name of a tool to call once, before answering.
+- `tools`: tool names joined by `+` (`tools=calculator+current_datetime`), all called in one
+  response before the answer; the arguments fit each tool's schema (the calculator gets the
+  arithmetic found in the prompt, else `6 * 7`). `tool` is the same for one name.
+- `tool_rounds`: how many responses in a row call the tools, default 1 (more than the agent's
+  round limit makes the run fail with `tool_loop`).
+The answer after tool calls opens with what the tools returned.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import asyncio
 import hashlib
 import itertools
 import random
+import re
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
-from agents.models.base import ModelRequest
+from agents.models.base import ModelRequest, ToolDefinition
 
 VOCABULARY = (
     "agents stream answers token by token while the page keeps every word in order and nothing "
@@ -33,6 +39,8 @@ VOCABULARY = (
 MAX_WORDS = 10_000
 MIN_TPS, MAX_TPS = 0.5, 10_000
 RETRYABLE_CODES = {"rate_limited", "overloaded", "timeout", "provider_unavailable"}
+MAX_TOOL_ROUNDS = 100
+ARITHMETIC = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:[-+*/%()]+\s*[\d.\s()]*)+")
 
 
 def _count_words(messages: list[dict]) -> int:
@@ -50,7 +58,8 @@ class TestModel:
     fail: str | None = None
     fail_after: int = 0
     fail_times: int | None = None
-    tool: str | None = None
+    tools: tuple[str, ...] = ()
+    tool_rounds: int = 1
     provider: str = "test"
     name: str = ""
     supported_settings: frozenset[str] = frozenset({"max_tokens"})
@@ -76,12 +85,14 @@ class TestModel:
                 fail=options.pop("fail", None),
                 fail_after=int(options.pop("fail_after", 0)),
                 fail_times=int(options["fail_times"]) if "fail_times" in options else None,
-                tool=options.pop("tool", None),
+                tools=tuple(filter(None, (options.pop("tools", "") or options.pop("tool", "")).split("+"))),
+                tool_rounds=int(options.pop("tool_rounds", 1)),
                 name=name,
             )
         except ValueError as exc:
             raise AgentConfigError(f"Bad test model option in {name!r}: {exc}") from None
         options.pop("fail_times", None)
+        options.pop("tool", None)
         if options:
             raise AgentConfigError(f"Unknown test model option(s): {', '.join(sorted(options))}")
         # Bounds keep a settings change from pinning a worker or the event loop.
@@ -89,6 +100,8 @@ class TestModel:
             raise AgentConfigError(f"test model: words must be between 0 and {MAX_WORDS}")
         if model.tokens_per_second != 0 and not MIN_TPS <= model.tokens_per_second <= MAX_TPS:
             raise AgentConfigError(f"test model: tps must be 0 (no delay) or between {MIN_TPS} and {MAX_TPS}")
+        if not 0 <= model.tool_rounds <= MAX_TOOL_ROUNDS:
+            raise AgentConfigError(f"test model: tool_rounds must be between 0 and {MAX_TOOL_ROUNDS}")
         return model
 
     def answer_for(self, request: ModelRequest) -> list[str]:
@@ -107,15 +120,20 @@ class TestModel:
         """Stream the answer word by word at `tokens_per_second`."""
         self.calls += 1
         input_tokens = _count_words(request.messages) + len(request.instructions.split())
-        pending_tool = self.tool and not any(m.get("role") == "tool" for m in request.messages)
-        if pending_tool:
-            call_id = "call_" + hashlib.sha256(repr(request.messages).encode()).hexdigest()[:12]
-            yield ToolCall(id=call_id, name=str(self.tool), arguments={})
-            yield ResponseEnd(Usage(input_tokens, 1), stop_reason="tool_use")
+        turn = _since_last_user(request.messages)
+        if self.tools and sum(1 for m in turn if m.get("tool_calls")) < self.tool_rounds:
+            prefix = "call_" + hashlib.sha256(repr(request.messages).encode()).hexdigest()[:12]
+            definitions = {t.name: t for t in request.tools}
+            for n, name in enumerate(self.tools):
+                yield ToolCall(f"{prefix}_{n}", name, sample_arguments(definitions.get(name), request))
+            yield ResponseEnd(Usage(input_tokens, len(self.tools)), stop_reason="tool_use")
             return
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         failing = self.fail and (self.fail_times is None or self.calls <= self.fail_times)
         words = self.answer_for(request)
+        results = [f"{m.get('name')} returned {m.get('content')}." for m in turn if m.get("role") == "tool"]
+        if results and words:
+            words = [" ".join(results) + " "] + [words[0].lstrip()] + words[1:]
         for index in itertools.count():
             if failing and index == self.fail_after:
                 raise ProviderError(str(self.fail), f"test model failure ({self.fail})", self.fail in RETRYABLE_CODES)
@@ -125,3 +143,39 @@ class TestModel:
             await asyncio.sleep(delay if index else 0)
             yield TextDelta(words[index])
         yield ResponseEnd(Usage(input_tokens, len(words)))
+
+
+def _since_last_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages after the last user message: this turn's tool calls and results."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return messages[index + 1:]
+    return list(messages)
+
+
+def sample_arguments(definition: ToolDefinition | None, request: ModelRequest) -> dict[str, Any]:
+    """Arguments that fit a tool's schema: its required properties, with the calculator fed the prompt's arithmetic."""
+    if definition is None:
+        return {}
+    properties = definition.parameters.get("properties") or {}
+    prompt = next((str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+    arguments: dict[str, Any] = {}
+    for name in definition.parameters.get("required") or []:
+        if definition.name == "calculator" and name == "expression":
+            # Only the prompt's start: the pattern backtracks, and a long message must not stall the loop.
+            found = max(ARITHMETIC.findall(prompt[:400]), key=len, default="").strip()
+            arguments[name] = found or "6 * 7"
+        else:
+            arguments[name] = _sample(properties.get(name) or {}, prompt)
+    return arguments
+
+
+def _sample(schema: dict[str, Any], prompt: str) -> Any:
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), None) if isinstance(kind, list) else kind
+    if "anyOf" in schema and kind is None:
+        return _sample(next((s for s in schema["anyOf"] if s.get("type") != "null"), {}), prompt)
+    samples = {"integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}, "null": None}
+    return samples.get(str(kind), " ".join(prompt.split()[:5]) or "test")
