@@ -23,6 +23,8 @@ class Conversation(models.Model):
     instructions = models.TextField(blank=True, default="")
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Tool names that wait for a human's approval here; None: settings.NOUS_APPROVAL_TOOLS.
+    approval_tools = models.JSONField(null=True, blank=True)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -46,6 +48,7 @@ class Conversation(models.Model):
             "instructions": self.instructions,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "approval_tools": self.approval_tools,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +150,7 @@ class AgentRun(models.Model):
     instructions = models.TextField(blank=True, default="")
     model_settings = models.JSONField(default=dict, blank=True)
     context_messages = models.PositiveIntegerField(null=True, blank=True)  # None: NOUS_CONTEXT_MESSAGES
+    approval_tools = models.JSONField(null=True, blank=True)  # None: NOUS_APPROVAL_TOOLS
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

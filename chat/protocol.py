@@ -36,6 +36,7 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
         "instructions": (str, False),
         "temperature": ((*NUMBER, type(None)), False),
         "max_tokens": ((int, type(None)), False),
+        "approval_tools": ((list, type(None)), False),
     },
     "message.edit": {"id": (str, True), "content": (str, True)},
     "message.delete": {"id": (str, True)},
@@ -63,7 +64,7 @@ def parse_client_frame(text: str) -> dict[str, Any]:
 def client_id_of(frame: dict[str, Any]) -> str | None:
     """The frame's `client_id` if it is one we can echo back as an error's `ref`."""
     client_id = frame.get("client_id")
-    if isinstance(client_id, str) and 0 < len(client_id) <= 64 and _storable(client_id):
+    if isinstance(client_id, str) and 0 < len(client_id) <= 64 and storable(client_id):
         return client_id
     return None
 
@@ -81,13 +82,13 @@ def _check_fields_of_client_frame(frame: dict[str, Any]) -> None:
         # bool is an int in Python; a field that wants a number must not accept true/false.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
             raise FrameError("bad_request", f"{kind}: field {name!r} has the wrong type")
-        if isinstance(value, str) and not _storable(value):
+        if isinstance(value, str) and not storable(value):
             raise FrameError("bad_request", f"{kind}: field {name!r} contains a NUL byte or a lone surrogate")
         if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
             raise FrameError("bad_request", f"{kind}: field {name!r} is out of range")
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
     """Text the database and a UTF-8 socket can carry: no NUL, no unpaired surrogate."""
     if "\x00" in text:
         return False
@@ -116,6 +117,7 @@ SERVER_FRAMES: dict[str, dict[str, Any]] = {
     "run.delta": {"run_id": str, "seq": int, "text": str},
     "run.tool_call": {"run_id": str, "tool_call": dict},
     "run.tool_result": {"run_id": str, "tool_call_id": str, "result": str, "is_error": bool},
+    "run.approval_required": {"run_id": str, "tool_call": dict, "expires_at": str},
     "run.completed": {"run_id": str, "message": dict, "usage": dict},
     "run.stopped": {"run_id": str, "message": dict},
     "run.failed": {"run_id": str, "error": dict, "message": dict},
@@ -130,7 +132,7 @@ SERVER_FRAMES: dict[str, dict[str, Any]] = {
     "pong": {},
 }
 ERROR_CODES = {"bad_request", "too_long", "busy", "rate_limited", "forbidden", "not_found", "provider_error",
-               "provider_unavailable", "timeout", "overloaded", "internal"}
+               "provider_unavailable", "timeout", "overloaded", "internal", "tool_loop"}
 
 
 def check_message(label: str, message: Any) -> None:

@@ -61,7 +61,8 @@ def room_snapshot(room: Room, participants: list[str]) -> RunSnapshot:
         "and address people by name when it helps."
     )
     instructions = f"{prompt}\n\n{base.instructions}" if base.instructions else prompt
-    return RunSnapshot(base.model, instructions, base.model_settings, context_messages=CONTEXT_MESSAGES)
+    return RunSnapshot(base.model, instructions, base.model_settings, context_messages=CONTEXT_MESSAGES,
+                       approval_tools=base.approval_tools)
 
 
 def queue_or_fold(room_id: int, trigger: Message, participants: list[str]) -> str | None:

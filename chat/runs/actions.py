@@ -18,7 +18,7 @@ from agents.models import parse_model_id, resolve_model
 from chat import session
 from chat.db import db_call
 from chat.models import AgentRun, Conversation, Message
-from chat.protocol import FrameError
+from chat.protocol import FrameError, storable
 from chat.runs import approvals, queueing
 from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
 from chat.runs.publish import publish
@@ -137,7 +137,7 @@ async def do_update_settings(conversation: Conversation, frame: dict[str, Any]) 
 
 
 def validated_settings(frame: dict[str, Any]) -> dict[str, Any]:
-    changes = {k: frame[k] for k in ("model", "instructions", "temperature", "max_tokens") if k in frame}
+    changes = {k: frame[k] for k in ("model", "instructions", "temperature", "max_tokens", "approval_tools") if k in frame}
     if not changes:
         raise FrameError("bad_request", "settings.update: nothing to change")
     if "model" in changes:
@@ -158,4 +158,7 @@ def validated_settings(frame: dict[str, Any]) -> dict[str, Any]:
     max_tokens = changes.get("max_tokens")
     if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise FrameError("bad_request", f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
+    tools = changes.get("approval_tools")
+    if tools is not None and (len(tools) > 20 or not all(isinstance(t, str) and 0 < len(t) <= 64 and storable(t) for t in tools)):
+        raise FrameError("bad_request", "approval_tools: a list of at most 20 tool names")
     return changes

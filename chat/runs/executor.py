@@ -13,11 +13,14 @@ from django.utils import timezone
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
 from chat.db import db_call
-from chat.runs import lifecycle
+from chat.runs import approvals, lifecycle
+from chat.runs.approvals import PauseForApproval
 from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
 from chat.runs.publish import publish, publish_delta, publish_end, publish_run_frame
 from chat.runs.stop import stop_signal
+from chat.runs.tools import tools_for
+from chat.runs.transcript import Transcript
 from nous_site.metrics import FIRST_TOKEN, RUN_ERRORS, RUN_SECONDS, provider_of
 
 log = logging.getLogger("nous.runs")
@@ -48,6 +51,9 @@ class RunExecution:
         self.run_id = claimed.run_id
         self.conversation_id = claimed.conversation_id
         self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS, load_factor)
+        # A run that waited for an approval goes on numbering and writing after what it streamed.
+        self.coalescer.seq, self.coalescer.text = claimed.last_seq, claimed.partial_text
+        self.transcript = Transcript(claimed.paused_state)
         self.outcome: tuple[str, Any] | None = None
         self.calls: dict[str, ToolCall] = {}
         self.first_token_at: Any = None
@@ -95,28 +101,73 @@ class RunExecution:
 
     async def _stream(self) -> None:
         try:
-            agent = Agent(self.claimed.model, instructions=self.claimed.instructions, model_settings=self.claimed.model_settings)  # type: ignore[arg-type]
+            tools = tools_for(self.claimed.author_id, self.conversation_id, self.claimed.in_room, self.claimed.approval_tools)
+            agent = Agent(self.claimed.model, instructions=self.claimed.instructions, model_settings=self.claimed.model_settings,  # type: ignore[arg-type]
+                          tools=tools, approver=self._approve)
         except AgentConfigError as error:
             self.outcome = ("failed", ProviderError("provider_error", str(error)))
             return
-        # The history ends with the user message that triggered this run.
-        async for event in agent.run_stream(self.claimed.history):
-            match event:
-                case TextDelta(text=text):
-                    await self.coalescer.add(text)
-                case ToolCall():
-                    self.calls[event.id] = event
-                    await self._publish_numbered({"type": "run.tool_call", "tool_call": event.to_dict()})
-                case ToolResult():
-                    await db_call(lifecycle.store_tool_message)(self.claimed, self.calls.get(event.tool_call_id), event)
-                    await self._publish_numbered({
-                        "type": "run.tool_result", "tool_call_id": event.tool_call_id,
-                        "result": event.result, "is_error": event.is_error,
-                    })
-                case Finished(result=result):
-                    self.outcome = ("completed", result.usage.to_dict())
-                case RunError(error=error):
-                    self.outcome = ("failed", error)
+        try:
+            if self.claimed.paused_state is not None:
+                await self._resolve_pending(agent)
+                events = agent.run_stream(self.transcript.messages, message_history=self.claimed.history)
+            else:  # the history ends with the user message that triggered this run
+                events = agent.run_stream(self.claimed.history)
+            async for event in events:
+                await self._on_event(event)
+        except PauseForApproval:
+            self.outcome = ("waiting", self.transcript.paused_state())
+
+    async def _on_event(self, event: Any) -> None:
+        match event:
+            case TextDelta(text=text):
+                self.transcript.on_text(text)
+                await self.coalescer.add(text)
+            case ToolCall():
+                self.transcript.on_call(event)
+                self.calls[event.id] = event
+                await self._publish_numbered({"type": "run.tool_call", "tool_call": event.to_dict()})
+            case ToolResult():
+                await self._on_result(self.calls.get(event.tool_call_id), event)
+            case Finished(result=result):
+                self.outcome = ("completed", result.usage.to_dict())
+            case RunError(error=error):
+                self.outcome = ("failed", error)
+
+    async def _on_result(self, call: Any, result: ToolResult) -> None:
+        self.transcript.on_result(result)
+        await db_call(lifecycle.store_tool_message)(self.claimed, call, result)
+        await self._publish_numbered({
+            "type": "run.tool_result", "tool_call_id": result.tool_call_id, "result": result.result,
+            "is_error": result.is_error,
+        })
+
+    async def _approve(self, call: ToolCall) -> tuple[bool, str]:
+        """The agent's approver: the call waits for a human, so the run pauses (it never says yes)."""
+        approval = await db_call(approvals.request_approval)(self.run_id, call)
+        await self._publish_numbered({"type": "run.approval_required", "tool_call": call.to_dict(),
+                                      "expires_at": approval.to_dict()["expires_at"]})
+        raise PauseForApproval(call)
+
+    async def _resolve_pending(self, agent: Agent) -> None:
+        """The calls the paused turn still had: decided ones get their answer, the rest run (or wait)."""
+        for pending in self.claimed.paused_state.get("pending", []):  # type: ignore[union-attr]
+            tool = agent.tools.get(pending["name"])
+            call = ToolCall(pending["id"], pending["name"], pending["arguments"], bool(tool and tool.needs_approval))
+            self.calls[call.id] = call
+            decision = await db_call(approvals.decision_of)(self.run_id, call)
+            if tool is not None and tool.needs_approval and decision is None:
+                await self._approve(call)  # still undecided (a second call of the same turn): pause again
+            if decision is not None and decision.status != decision.Status.APPROVED:
+                result = ToolResult(call.id, call.name, approvals.result_of(decision), is_error=True)
+            elif tool is None:
+                result = ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", is_error=True)
+            else:
+                try:
+                    result = ToolResult(call.id, call.name, await tool.call(call.arguments))
+                except Exception as error:  # as the agent does: the model is told
+                    result = ToolResult(call.id, call.name, f"The tool raised {type(error).__name__}: {error}", is_error=True)
+            await self._on_result(call, result)
 
     async def _publish_numbered(self, frame: dict[str, Any]) -> None:
         """A tool frame takes the run's next seq, after the text before it, into the replay log."""
@@ -134,6 +185,10 @@ class RunExecution:
             await asyncio.Event().wait()
 
     async def _finish(self, status: str, detail: Any) -> None:
+        if status == "waiting":
+            if await db_call(approvals.pause_run)(self.run_id, self.coalescer.text, self.coalescer.seq, detail):
+                return  # no end: the decision queues it again
+            status, detail = "stopped", None  # stopped (or ended elsewhere) while it paused
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)
         provider = provider_of(self.claimed.model)
         RUN_SECONDS.labels(provider).observe(time.monotonic() - self.claimed_at)

@@ -32,6 +32,13 @@ class ClaimedRun:
     model_settings: dict[str, Any]
     history: list[dict[str, Any]]
     message_id: int
+    author_id: int | None = None  # who asked (the tools search their messages)
+    in_room: bool = False
+    # A run that waited for an approval goes on from here (chat.runs.transcript).
+    paused_state: dict[str, Any] | None = None
+    approval_tools: list[str] | None = None  # None: settings.NOUS_APPROVAL_TOOLS
+    partial_text: str = ""
+    last_seq: int = 0
 
 
 def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
@@ -44,7 +51,8 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
         return None
     # What the run was queued with: a settings change since then is for the next run.
     run = AgentRun.objects.filter(id=run_id).values(
-        "model", "instructions", "model_settings", "context_messages", "message_id", "conversation_id", "conversation__kind"
+        "model", "instructions", "model_settings", "context_messages", "message_id", "conversation_id", "conversation__kind",
+        "trigger_message__author_id", "paused_state", "last_seq", "message__content", "approval_tools",
     ).get()
     message_id = run["message_id"] or _create_answer_message(run_id, run["conversation_id"])
     return ClaimedRun(
@@ -56,6 +64,12 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
         history=model_history(run["conversation_id"], before_id=message_id, limit=run["context_messages"],
                               with_names=run["conversation__kind"] == Conversation.Kind.ROOM),
         message_id=message_id,
+        author_id=run["trigger_message__author_id"],
+        in_room=run["conversation__kind"] == Conversation.Kind.ROOM,
+        paused_state=run["paused_state"],
+        approval_tools=run["approval_tools"],
+        partial_text=(run["message__content"] or "") if run["paused_state"] else "",
+        last_seq=run["last_seq"] if run["paused_state"] else 0,
     )
 
 

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from chat.models import AgentRun, Conversation, Message
 
+SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools")
+
 
 class Busy(Exception):
     """A run is already queued or running in this conversation."""
@@ -29,13 +31,18 @@ class RunSnapshot:
     instructions: str = ""
     model_settings: dict[str, Any] = field(default_factory=dict)
     context_messages: int | None = None  # None: settings.NOUS_CONTEXT_MESSAGES
+    approval_tools: list[str] | None = None  # None: settings.NOUS_APPROVAL_TOOLS
 
     @classmethod
     def of(cls, conversation: Conversation) -> RunSnapshot:
         """The conversation's agent settings as they are in the database now."""
-        row = Conversation.objects.values("model", "instructions", "temperature", "max_tokens").get(id=conversation.id)
+        return cls.of_row(Conversation.objects.values(*SNAPSHOT_FIELDS).get(id=conversation.id))
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> RunSnapshot:
         chosen = {k: row[k] for k in ("temperature", "max_tokens") if row[k] is not None}
-        return cls(model=row["model"], instructions=row["instructions"], model_settings=chosen)
+        return cls(model=row["model"], instructions=row["instructions"], model_settings=chosen,
+                   approval_tools=row["approval_tools"])
 
 
 @dataclass
@@ -79,9 +86,11 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
             )
-            # The settings as stored now: another tab may have changed them since this socket connected.
-            run = _create_run(conversation.id, message, RunSnapshot.of(conversation))
-            titled = not Conversation.objects.values_list("title", flat=True).get(id=conversation.id)
+            # The settings as stored now (another tab may have changed them since this socket
+            # connected), and the title, in one read: this is on the path to the first token.
+            row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
+            run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
+            titled = not row["title"]
             Conversation.objects.filter(id=conversation.id).update(
                 updated_at=timezone.now(),
                 title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
@@ -105,7 +114,7 @@ def _create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -
     return AgentRun.objects.create(
         id=run_id, conversation_id=conversation_id, trigger_message=trigger, message=answer, model=snapshot.model,
         instructions=snapshot.instructions, model_settings=snapshot.model_settings,
-        context_messages=snapshot.context_messages,
+        context_messages=snapshot.context_messages, approval_tools=snapshot.approval_tools,
     )
 
 
