@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from chat.models import Conversation, Message
 from tests.chat_helpers import send_frame
@@ -149,3 +150,20 @@ async def test_socket_slots_held_by_a_dead_process_come_back_within_a_lease(alic
     assert (await socket.communicator.receive_output(2))["code"] == 4429
     await live.send({"type": "ping"})
     assert (await live.recv())["type"] == "pong"
+
+
+async def test_a_session_from_before_a_password_change_is_not_logged_in(alice, conversation):
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings as django_settings
+
+    from nous_site.asgi import application
+    from tests.conftest import ORIGIN, session_cookie
+
+    cookie = await session_cookie(alice)
+    await sync_to_async(alice.set_password)("a-new-password")
+    await alice.asave()
+    headers = [(b"origin", ORIGIN.encode()), (b"host", b"127.0.0.1:8000"),
+               (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode())]
+    communicator = WebsocketCommunicator(application, f"/ws/chat/{conversation.id}/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected and (await communicator.receive_output(2))["code"] == 4401
