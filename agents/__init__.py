@@ -6,7 +6,7 @@ Framework-free: nothing here imports Django.
 from agents.agent import Agent
 from agents.breaker import CircuitBreaker, breaker_for, breaker_states
 from agents.errors import AgentConfigError, ProviderError
-from agents.events import AgentEvent, Finished, ResponseEnd, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
+from agents.events import AgentEvent, Finished, ResponseEnd, Retrying, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
 from agents.models import parse_model_id, resolve_model
 from agents.models.base import ModelRequest, ModelSettings, ToolDefinition
 from agents.retries import RetryPolicy
@@ -14,6 +14,6 @@ from agents.tools import Tool, tool
 
 __all__ = [
     "Agent", "AgentConfigError", "AgentEvent", "CircuitBreaker", "Finished", "ModelRequest", "ModelSettings",
-    "ProviderError", "ResponseEnd", "RetryPolicy", "RunError", "RunResult", "TextDelta", "Tool", "ToolCall",
+    "ProviderError", "ResponseEnd", "Retrying", "RetryPolicy", "RunError", "RunResult", "TextDelta", "Tool", "ToolCall",
     "ToolDefinition", "ToolResult", "Usage", "breaker_for", "breaker_states", "parse_model_id", "resolve_model", "tool",
 ]

@@ -11,7 +11,19 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from agents import config
 from agents.breaker import CircuitBreaker, breaker_for
 from agents.errors import ProviderError
-from agents.events import AgentEvent, Finished, ModelEvent, ResponseEnd, RunError, RunResult, TextDelta, ToolCall, ToolResult, Usage
+from agents.events import (
+    AgentEvent,
+    Finished,
+    ModelEvent,
+    ResponseEnd,
+    Retrying,
+    RunError,
+    RunResult,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from agents.models import resolve_model
 from agents.models.base import Model, ModelRequest, ModelSettings
 from agents.retries import RetryPolicy
@@ -88,6 +100,8 @@ class Agent:
                         yield event
                     elif isinstance(event, ResponseEnd):
                         usage = usage + event.usage
+                    elif isinstance(event, Retrying):
+                        yield event
             except ProviderError as error:
                 yield RunError(error, output + text)
                 return
@@ -115,7 +129,7 @@ class Agent:
                 messages.append(tool_message)
                 new_messages.append(tool_message)
 
-    async def _stream_with_retries(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def _stream_with_retries(self, request: ModelRequest) -> AsyncIterator[ModelEvent | Retrying]:
         attempt = 0
         while True:
             attempt += 1
@@ -135,6 +149,7 @@ class Agent:
                     raise
                 delay = self.retry.delay(attempt, error.retry_after)
                 log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
+                yield Retrying(attempt, error.code, delay)
                 await self._sleep(delay)
                 continue
             except BaseException:

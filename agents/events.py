@@ -111,4 +111,15 @@ class RunError:
 
 
 ModelEvent = Union[TextDelta, ToolCall, ResponseEnd]
-AgentEvent = Union[TextDelta, ToolCall, ToolResult, Finished, RunError]
+@dataclass(frozen=True)
+class Retrying:
+    """A model call failed before any text and is tried again after `delay_secs`."""
+
+    attempt: int
+    """The attempt that failed (1 for the first call)."""
+    code: str
+    delay_secs: float
+    kind: Literal["retry"] = "retry"
+
+
+AgentEvent = Union[TextDelta, ToolCall, ToolResult, Retrying, Finished, RunError]

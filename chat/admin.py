@@ -77,7 +77,7 @@ class AgentRunAdmin(admin.ModelAdmin):
     @admin.action(description="Stop the selected runs (their pages get run.stopped)")
     def stop_selected(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> None:
         active = [str(i) for i in queryset.filter(status__in=AgentRun.ACTIVE).values_list("id", flat=True)]
-        stopped = sum(async_to_sync(stop_run)(run_id) for run_id in active)
+        stopped = sum(async_to_sync(stop_run)(run_id, f"operator {request.user.get_username()}") for run_id in active)
         self.message_user(request, f"Stopped {stopped} of {len(active)} active runs.", messages.SUCCESS)
 
     @admin.action(description="Mark the selected stuck runs failed (their pages get run.failed)")

@@ -37,7 +37,7 @@ class ChatConsumer(ConversationSocket):
                                    reply=self.send_frame)
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
-        await actions.do_stop(self.conversation.id, frame.get("run_id"))
+        await actions.do_stop(self.conversation.id, frame.get("run_id"), by=self.scope["user"].get_username())
 
     async def on_settings_update(self, frame: dict[str, Any]) -> None:
         await actions.do_update_settings(self.conversation, frame)

@@ -71,6 +71,7 @@ class MessageDict(TypedDict):
     status: str
     usage: dict[str, int] | None
     run_id: str | None
+    provenance: dict[str, Any] | None
 
 
 class Message(models.Model):
@@ -95,6 +96,8 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     usage = models.JSONField(null=True, blank=True)
     run = models.ForeignKey("AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An answer's story: model, time to first token, duration, tokens, retries, how it ended.
+    provenance = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -126,6 +129,7 @@ class Message(models.Model):
             "status": self.status,
             "usage": self.usage,
             "run_id": str(self.run_id) if self.run_id else None,
+            "provenance": self.provenance,
         }
 
 
@@ -159,6 +163,8 @@ class AgentRun(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="")
     last_seq = models.PositiveIntegerField(default=0)
     stop_requested = models.BooleanField(default=False)
+    stopped_by = models.CharField(max_length=150, blank=True, default="")  # who sent run.stop (or "operator")
+    retries = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=40, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     usage = models.JSONField(null=True, blank=True)

@@ -105,7 +105,7 @@ class RoomConsumer(ConversationSocket):
             trigger = run.trigger_message
             return self.room.owner_id == user_id or (trigger is not None and trigger.author_id == user_id)
 
-        await actions.do_stop(self.conversation.id, frame.get("run_id"), may_stop)
+        await actions.do_stop(self.conversation.id, frame.get("run_id"), may_stop, by=self.username)
 
     async def on_message_edit(self, frame: dict[str, Any]) -> None:
         content = actions.check_content(frame["content"])

@@ -113,3 +113,24 @@ async def test_tool_frames_take_their_seq_and_a_resume_rebuilds_them(alice, sock
     assert [(f["type"], f["seq"]) for f in replayed] == [(f["type"], f["seq"]) for f in live]
     tool_messages = [m async for m in Message.objects.filter(conversation=conversation, role="tool")]
     assert len(tool_messages) == 1 and '"name": "clock"' in tool_messages[0].content
+
+
+async def test_an_answer_carries_its_provenance(alice, sockets):
+    # The first call fails before any text and is retried once.
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:fail=overloaded,fail_times=1,words=8")
+    socket = await sockets.open(alice, conversation)
+    await socket.send({"type": "message.send", "content": "hello", "client_id": "prov-1"})
+    completed, _ = await socket.recv_until("run.completed")
+    provenance = completed["message"]["provenance"]
+    assert provenance["model"] == "test:fail=overloaded,fail_times=1,words=8" and provenance["retries"] == 1
+    assert provenance["ended"] == {"status": "completed"} and provenance["output_tokens"] == completed["usage"]["output_tokens"]
+    assert provenance["time_to_first_token_ms"] is not None and provenance["duration_ms"] is not None
+
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:tps=20,words=200")
+    await socket.send({"type": "message.send", "content": "a long one", "client_id": "prov-2"})
+    await socket.recv_until("run.delta")
+    await socket.send({"type": "run.stop"})
+    stopped, _ = await socket.recv_until("run.stopped")
+    assert stopped["message"]["provenance"]["ended"] == {"status": "stopped", "by": "alice"}
+    stored = await Message.objects.aget(id=stopped["message"]["id"])
+    assert stored.provenance == stopped["message"]["provenance"]

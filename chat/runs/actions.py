@@ -95,14 +95,15 @@ async def submit_run(conversation_id: Any, run_id: str) -> None:
     await publish(conversation_id, {"type": "run.queued", "run_id": run_id, "position": position})
 
 
-async def do_stop(conversation_id: Any, run_id: str | None, may_stop: Callable[[AgentRun], bool] | None = None) -> None:
+async def do_stop(conversation_id: Any, run_id: str | None, may_stop: Callable[[AgentRun], bool] | None = None,
+                  by: str = "") -> None:
     """`run.stop`: stop the conversation's active run (or the one named), if `may_stop` allows."""
     run = await find_run(conversation_id, run_id, active_only=True)
     if run is None:
         raise FrameError("not_found", "No answer is being written")
     if may_stop is not None and not may_stop(run):
         raise FrameError("forbidden", "Only the room's owner and whoever asked may stop this answer")
-    if not await stop_run(str(run.id)):
+    if not await stop_run(str(run.id), by):
         raise FrameError("not_found", "No answer is being written")
 
 

@@ -50,9 +50,9 @@ def run_executor() -> InProcessExecutor | CeleryExecutor:
     return CeleryExecutor() if settings.REDIS_URL else InProcessExecutor()
 
 
-async def stop_run(run_id: str) -> bool:
-    """Stop an active run, wherever it executes; False if it was not active."""
-    state = await db_call(lifecycle.request_stop)(run_id)
+async def stop_run(run_id: str, by: str = "") -> bool:
+    """Stop an active run, wherever it executes; False if it was not active. `by`: who asked."""
+    state = await db_call(lifecycle.request_stop)(run_id, by)
     if state == "running":
         await stop_signal().request(run_id)
         return True

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from agents import Agent, AgentConfigError, Finished, ProviderError, RunError, TextDelta, ToolCall, ToolResult
+from agents import Agent, AgentConfigError, Finished, ProviderError, Retrying, RunError, TextDelta, ToolCall, ToolResult
 from chat.db import db_call
 from chat.runs import approvals, lifecycle
 from chat.runs.approvals import PauseForApproval
@@ -58,6 +58,7 @@ class RunExecution:
         self.calls: dict[str, ToolCall] = {}
         self.first_token_at: Any = None
         self.claimed_at = time.monotonic()
+        self.retries = 0
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
         # The benchmark measures our added latency from these (NOUS_BENCH_TIMESTAMPS=1 only).
@@ -129,6 +130,8 @@ class RunExecution:
                 await self._publish_numbered({"type": "run.tool_call", "tool_call": event.to_dict()})
             case ToolResult():
                 await self._on_result(self.calls.get(event.tool_call_id), event)
+            case Retrying():
+                self.retries += 1
             case Finished(result=result):
                 self.outcome = ("completed", result.usage.to_dict())
             case RunError(error=error):
@@ -195,7 +198,7 @@ class RunExecution:
         if error:
             RUN_ERRORS.labels(provider, error.get("code", "internal")).inc()
         frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
-                                                    first_token_at=self.first_token_at)
+                                                    first_token_at=self.first_token_at, retries=self.retries)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

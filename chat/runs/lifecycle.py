@@ -137,6 +137,7 @@ def finish_run(
     error: dict[str, Any] | None = None,
     condition: Q | None = None,
     first_token_at: Any = None,
+    retries: int = 0,
 ) -> dict[str, Any] | None:
     """End an active run once: store the final text and usage, return the frame to publish.
 
@@ -155,12 +156,13 @@ def finish_run(
             usage=usage,
             error_code=(error or {}).get("code", ""),
             error_message=(error or {}).get("message", ""),
+            retries=retries,
             **({"first_token_at": first_token_at} if first_token_at is not None else {}),
         )
         if not won:
             return None
         run = AgentRun.objects.select_related("conversation").get(id=run_id)
-        message = _final_assistant_message(run, status, content, usage)
+        message = _final_assistant_message(run, status, content, usage, provenance_of(run, now))
         if usage:
             Conversation.objects.filter(id=run.conversation_id).update(
                 input_tokens=F("input_tokens") + usage["input_tokens"],
@@ -185,7 +187,31 @@ def finish_run(
         return frame
 
 
-def _final_assistant_message(run: AgentRun, status: str, content: str, usage: dict[str, int] | None) -> Message:
+def provenance_of(run: AgentRun, ended_at: Any) -> dict[str, Any]:
+    """How an answer came to be, stored with it (and shown on demand by the page)."""
+    def ms(start: Any, end: Any) -> int | None:
+        return None if start is None or end is None else round((end - start).total_seconds() * 1000)
+
+    usage = run.usage or {}
+    ended: dict[str, Any] = {"status": run.status}
+    if run.status == AgentRun.Status.STOPPED:
+        ended["by"] = run.stopped_by or None
+    elif run.status == AgentRun.Status.FAILED:
+        ended["code"] = run.error_code or "internal"
+    return {
+        "model": run.model,
+        "time_to_first_token_ms": ms(run.created_at, run.first_token_at),
+        "duration_ms": ms(run.started_at, ended_at),
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "retries": run.retries,
+        "fallback_model": None,  # the agent library has no fallback chain yet
+        "ended": ended,
+    }
+
+
+def _final_assistant_message(run: AgentRun, status: str, content: str, usage: dict[str, int] | None,
+                             provenance: dict[str, Any]) -> Message:
     message_status = {
         AgentRun.Status.COMPLETED: Message.Status.COMPLETE,
         AgentRun.Status.STOPPED: Message.Status.STOPPED,
@@ -195,13 +221,15 @@ def _final_assistant_message(run: AgentRun, status: str, content: str, usage: di
         AgentRun.objects.filter(id=run.id).update(message=message)
     else:
         message = Message.objects.get(id=run.message_id)
-    message.content, message.status, message.usage = content, message_status, usage
-    message.save(update_fields=["content", "status", "usage"])
+    message.content, message.status, message.usage, message.provenance = content, message_status, usage, provenance
+    message.save(update_fields=["content", "status", "usage", "provenance"])
     return message
 
 
-def request_stop(run_id: str) -> str | None:
+def request_stop(run_id: str, by: str = "") -> str | None:
     """Ask an active run to stop: "running" (signal the worker), "queued" or "waiting" (end it here), or None."""
+    if by:
+        AgentRun.objects.filter(id=run_id, status__in=AgentRun.ACTIVE).update(stopped_by=by[:150])
     if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING).update(stop_requested=True):
         return "running"
     if AgentRun.objects.filter(id=run_id, status=AgentRun.Status.QUEUED).exists():
