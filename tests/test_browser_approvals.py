@@ -303,6 +303,7 @@ async def test_the_card_code(browser, alice):
     later = timezone.now() + timedelta(minutes=4, seconds=33)
     markup = {"expression": "<img src=x onerror=alert(1)>", "nested": {"n": 1}}
     call = {"id": "call-1", "name": "calculator", "arguments": {"expression": "1 + 1"}, "needs_approval": True}
+    third = {"id": "call-3", "name": "calculator", "arguments": {"expression": "2 + 2"}, "needs_approval": True}
     other = {"id": "call-2", "name": "<b>odd</b>", "arguments": markup, "needs_approval": True}
     events = [
         {"type": "run.tool_call", "run_id": "r1", "seq": 1, "tool_call": call},
@@ -313,11 +314,12 @@ async def test_the_card_code(browser, alice):
     server.send({"type": "session.ready", "conversation": conversation_dict, "messages": [], "has_more": False,
                  "active_run": {"run_id": "r1", "seq": 4, "content": "", "status": "waiting", "events": events},
                  "pending_approvals": [{"run_id": "r1", "tool_call": call, "expires_at": iso(soon)},
-                                       {"run_id": "r1", "tool_call": other, "expires_at": iso(later)}],
+                                       {"run_id": "r1", "tool_call": other, "expires_at": iso(later)},
+                                       {"run_id": "r1", "tool_call": third, "expires_at": iso(later)}],
                  "user": {"id": str(alice.id), "username": "alice"}})
     await connected(page)
     cards = page.locator(".approval-card")
-    await expect(cards).to_have_count(2)  # each once, though in the events and the pending list
+    await expect(cards).to_have_count(3)  # each once, though in the events and the pending list
     first, second = page.locator('[data-tool-call-id="call-1"]'), page.locator('[data-tool-call-id="call-2"]')
     # Markup stays text; the arguments are pretty JSON.
     await expect(second.locator(".tool-name")).to_have_text("<b>odd</b>")
@@ -328,7 +330,7 @@ async def test_the_card_code(browser, alice):
     # A live duplicate of a card shown already changes nothing.
     server.send({"type": "run.approval_required", "run_id": "r1", "seq": 5, "tool_call": call, "expires_at": iso(soon)})
     await page.wait_for_timeout(200)
-    await expect(cards).to_have_count(2)
+    await expect(cards).to_have_count(3)
 
     # The countdown reaches 0: "expired", no buttons.
     await expect(first.locator(".approval-countdown")).to_have_text("expired", timeout=5000)
@@ -355,10 +357,18 @@ async def test_the_card_code(browser, alice):
     # The results: each card goes.
     server.send({"type": "run.tool_result", "run_id": "r1", "seq": 6, "tool_call_id": "call-2", "result": "2", "is_error": False})
     await expect(second).to_have_count(0)
-    await expect(cards).to_have_count(1)
-    # A reconnect whose pending list no longer has it: that card goes too.
+    await expect(cards).to_have_count(2)
+    # A reconnect whose pending list no longer has call-3 (decided meanwhile): its card goes; the
+    # expired one stays while the run lasts.
     server.send({"type": "session.ready", "conversation": conversation_dict, "messages": [], "has_more": False,
-                 "active_run": {"run_id": "r1", "seq": 6, "content": "", "status": "running", "events": events[:2]},
+                 "active_run": {"run_id": "r1", "seq": 6, "content": "", "status": "waiting", "events": events[:2]},
                  "pending_approvals": [], "user": {"id": str(alice.id), "username": "alice"}})
+    await expect(page.locator('[data-tool-call-id="call-3"]')).to_have_count(0)
+    await expect(cards).to_have_count(1)
+    await expect(first.locator(".approval-countdown")).to_have_text("expired")
+    # The run ends: no card is left.
+    server.send({"type": "run.stopped", "run_id": "r1", "message": {
+        "id": "7", "role": "assistant", "content": "", "author": "assistant", "created_at": iso(timezone.now()),
+        "client_id": None, "status": "stopped", "usage": None, "run_id": "r1"}})
     await expect(cards).to_have_count(0)
     assert page.problems == []

@@ -107,8 +107,10 @@
     Object.keys(this.cards).forEach(function (id) { if (self.cards[id].runId === runId) self.resolve(id); });
   };
 
-  /* After `session.ready`: exactly the calls still waiting have a card; decisions in flight on the
-   * old socket will never be answered, so their buttons work again. */
+  /* After `session.ready`: the calls still waiting have a card, and those decided meanwhile have
+   * none. An expired card stays, saying "expired", while its run lasts: the run may still wait
+   * for the server to notice. Decisions in flight on the old socket will never be answered, so
+   * their buttons work again. */
   NousApprovals.prototype.reset = function (pending) {
     var self = this, keep = {};
     (pending || []).forEach(function (entry) {
@@ -116,7 +118,7 @@
       if (card) keep[card.id] = true;
     });
     Object.keys(this.cards).forEach(function (id) {
-      if (!keep[id]) return self.resolve(id);
+      if (!keep[id] && self._left(self.cards[id]) > 0) return self.resolve(id);
       var card = self.cards[id];
       if (card.ref) delete self.refs[card.ref];
       card.ref = null;
