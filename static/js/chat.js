@@ -468,8 +468,19 @@
     record.el.dataset.queued = position > 0 ? "Waiting for a free slot (" + position + " ahead)" : "";
   }
 
+  /* Tool calls waiting for the owner (static/js/approvals.js): a card under the run's answer. */
+  var approvals = new window.NousApprovals(function (runId) {
+    var record = runRecord(runId);
+    if (!record.cards) {
+      record.cards = make("div", "approval-cards");
+      record.el.insertBefore(record.cards, record.usage);
+    }
+    return record.cards;
+  }, function (frame) { return sock.send(frame); }, null, { canDecide: true });
+
   /* A run ended: show the stored message as the final word on its text. */
   function endRun(frame, message) {
+    approvals.endRun(frame.run_id);
     var record = runRecord(frame.run_id);
     if (record.streamed !== null && message && record.streamed !== message.content) {
       // The stream and the stored text disagree: the stored text wins, and we say so.
@@ -517,6 +528,8 @@
           if (handle && event.type !== "session.ready") handle(event);
         });
       }
+      // Exactly the calls still waiting keep (or get) their card, whatever the events showed.
+      approvals.reset(frame.pending_approvals || []);
       if (state.pending) {
         var stored = messages.filter(function (m) { return m.client_id === state.pending.client_id; })[0];
         if (stored) handlers["message.created"]({ type: "message.created", message: stored });
@@ -611,7 +624,13 @@
                content: "Calling tool `" + (call.name || "?") + "`" });
     },
 
+    "run.approval_required": function (frame) {
+      approvals.require(frame);
+      afterContent();
+    },
+
     "run.tool_result": function (frame) {
+      approvals.resolve(frame.tool_call_id);
       var record = state.records["tool-" + frame.tool_call_id];
       if (record) {
         applyMessage(record, { content: record.text + (frame.is_error ? " failed: " : " → ") + frame.result,
@@ -643,6 +662,7 @@
     },
 
     "error": function (frame) {
+      if (approvals.handleError(frame)) return;  // shown in the card of that tool call
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;
@@ -741,7 +761,7 @@
   window.addEventListener("pageshow", function (event) { if (event.persisted) window.location.reload(); });
 
   // Under test, the page's state can be inspected; nothing here is an API.
-  window.NousChat = { state: state, socket: sock };
+  window.NousChat = { state: state, socket: sock, approvals: approvals };
 
   showConversation(data.conversation);
   showSettings(data.conversation.settings || {}, true);

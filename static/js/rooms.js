@@ -574,8 +574,23 @@
     record.el.dataset.queued = position > 0 ? "Waiting for a free slot (" + position + " ahead)" : "";
   }
 
+  /* Tool calls waiting for the room's owner (static/js/approvals.js): a card under the run's
+   * answer; everyone sees it, only the owner may decide. */
+  var approvals = new window.NousApprovals(function (runId) {
+    var record = runRecord(runId);
+    if (!record.cards) {
+      record.cards = make("div", "approval-cards");
+      record.el.insertBefore(record.cards, record.actions);
+    }
+    return record.cards;
+  }, function (frame) { return sock.send(frame); }, null, {
+    canDecide: !!data.is_owner,
+    owner: function () { return state.room.owner; },
+  });
+
   /* A run ended: the stored message is the final word on its text. */
   function endRun(frame, message) {
+    approvals.endRun(frame.run_id);
     var record = runRecord(frame.run_id);
     if (record.streamed !== null && message && record.streamed !== message.content) {
       record.el.dataset.resynced = "true";
@@ -626,7 +641,14 @@
         applyMessage(record, { status: "streaming" });
         queuedNote(record, 0);
         setActiveRun({ run_id: active.run_id, status: active.status });
+        // The tool frames streamed so far, through the same handlers as the live ones.
+        (active.events || []).forEach(function (event) {
+          var handle = handlers[event.type];
+          if (handle && event.type !== "session.ready") handle(event);
+        });
       }
+      // Exactly the calls still waiting keep (or get) their card, whatever the events showed.
+      approvals.reset(frame.pending_approvals || []);
       if (state.pending) {
         var stored = messages.filter(function (m) { return m.client_id === state.pending.client_id; })[0];
         if (stored) handlers["message.created"]({ type: "message.created", message: stored });
@@ -718,6 +740,15 @@
       afterContent();
     },
 
+    "run.approval_required": function (frame) {
+      approvals.require(frame);
+      afterContent();
+    },
+
+    "run.tool_result": function (frame) {
+      approvals.resolve(frame.tool_call_id);
+    },
+
     "typing": function (frame) {
       if (typeof frame.user === "string") setTyping(frame.user, !!frame.typing);
     },
@@ -745,6 +776,7 @@
     },
 
     "error": function (frame) {
+      if (approvals.handleError(frame)) return;  // shown in the card of that tool call
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;
@@ -847,7 +879,7 @@
   window.addEventListener("pageshow", function (event) { if (event.persisted) window.location.reload(); });
 
   // Under test, the page's state can be inspected; nothing here is an API.
-  window.NousRoom = { state: state, socket: sock, typing: typing };
+  window.NousRoom = { state: state, socket: sock, typing: typing, approvals: approvals };
 
   showRoom(data.room);
   showParticipants([data.username]);
