@@ -60,14 +60,20 @@ def decision_of(run_id: str, call: Any) -> ToolApproval | None:
     return approval
 
 
-def pause_run(run_id: str, text: str, seq: int, state: dict[str, Any]) -> bool:
-    """running -> waiting, keeping the text so far and where to go on from; False if it ended meanwhile."""
+def pause_run(run_id: str, text: str, seq: int, state: dict[str, Any]) -> str | None:
+    """running -> waiting, keeping the text so far and where to go on from.
+
+    Returns "waiting", or "queued" when the decision came in before the run had paused (queue it
+    again now), or None if the run was stopped or ended meanwhile.
+    """
     with transaction.atomic():
         paused = AgentRun.objects.filter(id=run_id, status=AgentRun.Status.RUNNING, stop_requested=False).update(
             status=AgentRun.Status.WAITING, paused_state=state, last_seq=seq, heartbeat_at=timezone.now())
         if paused:
             Message.objects.filter(run_id=run_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING).update(content=text)
-    return bool(paused)
+    if not paused:
+        return None
+    return "queued" if resume_when_decided(run_id) else "waiting"
 
 
 def decide(conversation_id: Any, owner_id: int, user_id: int, tool_call_id: str, approved: bool, reason: str) -> str | None:

@@ -189,7 +189,12 @@ class RunExecution:
 
     async def _finish(self, status: str, detail: Any) -> None:
         if status == "waiting":
-            if await db_call(approvals.pause_run)(self.run_id, self.coalescer.text, self.coalescer.seq, detail):
+            paused = await db_call(approvals.pause_run)(self.run_id, self.coalescer.text, self.coalescer.seq, detail)
+            if paused == "queued":  # decided before it had paused: it goes on now
+                from chat.runs.actions import submit_run  # actions hand runs to this module's executor
+
+                await submit_run(self.conversation_id, self.run_id)
+            if paused is not None:
                 return  # no end: the decision queues it again
             status, detail = "stopped", None  # stopped (or ended elsewhere) while it paused
         usage, error = (detail, None) if status == "completed" else (None, detail.to_dict() if detail else None)

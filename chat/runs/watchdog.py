@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from chat.db import db_call
 from chat.models import AgentRun
-from chat.runs import lifecycle
+from chat.runs import approvals, lifecycle
 from chat.runs.publish import publish_end
 from chat.runs.replay import replay_log
 
@@ -28,6 +28,17 @@ async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | N
     the partial text the replay log holds. Returns the ids it ended."""
     condition = lifecycle.stale_condition(stale_secs, queued_secs)
     return await fail_runs(await db_call(lifecycle.stale_run_ids)(condition), condition)
+
+
+async def expire_approvals() -> list[str]:
+    """Tool calls nobody decided in time are rejected; their runs are queued again to go on."""
+    from chat.runs.actions import submit_run  # actions stand on this module
+
+    resumed = await db_call(approvals.expire)()
+    for run_id in resumed:
+        conversation_id = await db_call(_conversation_of)(run_id)
+        await submit_run(conversation_id, run_id)
+    return resumed
 
 
 async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | None = None) -> list[str]:
@@ -45,6 +56,10 @@ async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | N
             await publish_end(frame["conversation_id"], frame)
             ended.append(run_id)
     return ended
+
+
+def _conversation_of(run_id: str) -> str:
+    return str(AgentRun.objects.values_list("conversation_id", flat=True).get(id=run_id))
 
 
 def _run_state(run_id: str) -> tuple[str, str, int]:
@@ -72,5 +87,8 @@ async def _sweep_forever(interval: float) -> None:
             ended = await end_stale_runs()
             if ended:
                 log.warning("watchdog ended %d stale run(s): %s", len(ended), ", ".join(ended))
+            resumed = await expire_approvals()
+            if resumed:
+                log.info("watchdog: approvals of %d run(s) expired; they go on", len(resumed))
         except Exception:
             log.exception("watchdog sweep failed")

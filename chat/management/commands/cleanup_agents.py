@@ -3,9 +3,8 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from chat.models import AgentRun, ToolApproval
-from chat.runs import approvals, lifecycle
-from chat.runs.actions import submit_run
-from chat.runs.watchdog import end_stale_runs
+from chat.runs import lifecycle
+from chat.runs.watchdog import end_stale_runs, expire_approvals
 
 
 def non_negative(value: str) -> float:
@@ -53,8 +52,7 @@ class Command(BaseCommand):
         for run_id in ended:
             self.stdout.write(f"ended {run_id} as failed")
         # Tool calls nobody decided in time are rejected; their runs go on with that answer.
-        resumed = approvals.expire()
+        resumed = async_to_sync(expire_approvals)()
         for run_id in resumed:
-            async_to_sync(submit_run)(str(AgentRun.objects.values_list("conversation_id", flat=True).get(id=run_id)), run_id)
             self.stdout.write(f"expired the approvals of {run_id}; it goes on")
         return summary("Ended", queued, len(ended) - queued) + f" Expired the approvals of {len(resumed)} run(s)."
