@@ -698,6 +698,30 @@
     "pong": function () {},
   };
 
+  // --- a linked message (?message=<id>, from the search page) ----------------------------
+
+  /* Scroll to the message the link names and highlight it, loading older pages until it is
+     shown; past the conversation's start (or on a failed load) it gives up quietly. */
+  var linkedId = (window.location.search.match(/[?&]message=(\d+)(?:&|$)/) || [])[1] || null;
+  function followLinkedMessage(frame) {
+    if (!linkedId || (frame.type !== "session.ready" && frame.type !== "history")) return;
+    var record = state.records[linkedId];
+    if (record) {
+      linkedId = null;
+      state.stick = false;
+      record.el.scrollIntoView({ block: "center" });
+      record.el.classList.add("highlighted");
+      ui.jump.hidden = atBottom();
+      return;
+    }
+    var oldest = oldestId();
+    if (!state.hasMore || !oldest || Number(oldest) <= Number(linkedId)) {
+      linkedId = null;
+      return;
+    }
+    if (!state.historyRef) ui.loadOlder.click();
+  }
+
   // --- connection -------------------------------------------------------------------------
 
   var STATUS_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", closed: "Offline" };
@@ -724,6 +748,7 @@
       var handler = handlers[frame.type];
       if (handler) handler(frame);
       watchForStall(frame);
+      followLinkedMessage(frame);
     },
   });
 
