@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("chat", "0005_approval_tools"),
+        ("chat", "0006_provenance"),
     ]
 
     operations = [
