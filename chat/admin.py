@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, ToolApproval
 from chat.runs.dispatch import stop_run
 from chat.runs.watchdog import fail_runs
 
@@ -105,3 +105,19 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="content")
     def short_content(self, message: Message) -> str:
         return message.content[:120]
+
+
+@admin.register(ToolApproval)
+class ToolApprovalAdmin(admin.ModelAdmin):
+    """Tool calls waiting for (or given) a human's decision; decided in the page, not here."""
+
+    list_display = ("name", "run", "status", "decided_by", "expires_at", "created_at")
+    list_filter = ("status", "name")
+    list_select_related = ("run", "decided_by")
+    readonly_fields = [f.name for f in ToolApproval._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -139,3 +139,21 @@ async def test_a_worker_restart_while_pending_loses_nothing(alice, guarded, sock
     await socket.send({"type": "tool.decide", "tool_call_id": required["tool_call"]["id"], "approved": True})
     completed, _ = await socket.recv_until("run.completed", timeout=30)
     assert "42" in completed["message"]["content"] and deltas_text(socket.frames) == completed["message"]["content"]
+
+
+async def test_the_message_search_tool_sees_only_the_askers_own_messages(alice, bob):
+    from chat.runs.tools import search_tool
+
+    mine = await Conversation.objects.acreate(owner=alice, model="test:")
+    theirs = await Conversation.objects.acreate(owner=bob, model="test:")
+    room = await sync_to_async(create_room)(alice, "Planning", model="test:")
+    from chat.models import Message
+
+    await Message.objects.acreate(conversation=mine, role="user", author=alice, content="my passport number is in the drawer")
+    await Message.objects.acreate(conversation=theirs, role="user", author=bob, content="bob's passport is lost")
+    await Message.objects.acreate(conversation=room.conversation, role="user", author=alice, content="passport check in the room")
+    in_chat = await search_tool(alice.id, str(mine.id), in_room=False).call({"query": "passport"})
+    assert "drawer" in in_chat and "bob" not in in_chat and "room" not in in_chat
+    in_room = await search_tool(alice.id, str(room.conversation_id), in_room=True).call({"query": "PASSPORT"})
+    assert "in the room" in in_room and "drawer" not in in_room
+    assert await search_tool(bob.id, str(theirs.id), in_room=False).call({"query": "drawer"}) == "No messages found."
