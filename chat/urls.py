@@ -2,6 +2,7 @@ from django.urls import path
 
 from chat import views
 from chat.exports import export_json, export_md, import_conversation
+from chat.sharing import create_link, revoke_link
 
 app_name = "chat"
 urlpatterns = [
@@ -12,4 +13,6 @@ urlpatterns = [
     path("import/", import_conversation, name="import"),
     path("<uuid:conversation_id>/export.md", export_md, name="export_md"),
     path("<uuid:conversation_id>/export.json", export_json, name="export_json"),
+    path("<uuid:conversation_id>/share/", create_link, name="share"),
+    path("<uuid:conversation_id>/share/<str:token>/revoke/", revoke_link, name="revoke_share"),
 ]

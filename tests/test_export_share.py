@@ -1,4 +1,4 @@
-"""Export (Markdown, JSON) and import of the JSON export."""
+"""Export (Markdown, JSON), import of the JSON export, and read-only share links."""
 
 import json
 
@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from chat.exports import FORMAT
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, ShareLink
 
 pytestmark = pytest.mark.django_db
 
@@ -254,4 +254,89 @@ def test_the_list_page_has_the_import_form_and_export_links(client, alice, chat)
     client.force_login(alice)
     body = client.get("/chat/").content.decode()
     assert 'action="/chat/import/"' in body and 'enctype="multipart/form-data"' in body
+    assert f"/chat/{chat.id}/export.md" in body and f"/chat/{chat.id}/export.json" in body
+
+
+# --- share links -------------------------------------------------------------------------------
+
+
+def share(client, conversation) -> ShareLink:
+    r = client.post(f"/chat/{conversation.id}/share/")
+    assert r.status_code == 302 and r["Location"] == f"/chat/{conversation.id}/?share=1#share-panel"
+    return ShareLink.objects.filter(conversation=conversation).latest("id")
+
+
+def test_a_share_link_works_logged_out_and_shows_no_settings_or_composer(client, alice, chat):
+    Message.objects.create(conversation=chat, role="user", author=alice, content="<script>alert(1)</script>")
+    client.force_login(alice)
+    link = share(client, chat)
+    assert len(link.token) == 32
+    anonymous = Client()
+    r = anonymous.get(f"/s/{link.token}/")
+    assert r.status_code == 200 and r["Cache-Control"] == "no-store" and r["Referrer-Policy"] == "no-referrer"
+    body = r.content.decode()
+    payload = json.loads(body.split('<script id="shared-data" type="application/json">')[1].split("</script>")[0])
+    assert [m["content"] for m in payload["messages"]][:2] == ["Where **first**?", "The `Colosseum`."]
+    assert set(payload) == {"title", "messages"} and set(payload["messages"][0]) == {"role", "author", "content", "status", "created_at"}
+    # The message's markup stays text: json_script escapes it and markdown.js builds text nodes.
+    assert "<script>alert(1)</script>" not in body and "\\u003Cscript\\u003Ealert(1)\\u003C/script\\u003E" in body
+    assert "Trip plans: &lt;Rome&gt;" in body
+    for hidden in ("settings", "Be brief", "test:words=3", "composer", "<textarea", "alice", "ws/chat"):
+        assert hidden not in body, hidden
+    assert "js/markdown.js" in body and "js/share.js" in body
+
+
+def test_a_revoked_or_unknown_link_is_404(client, alice, chat):
+    client.force_login(alice)
+    link, other = share(client, chat), share(client, chat)
+    page = client.get(f"/chat/{chat.id}/?share=1").content.decode()
+    assert f"/s/{link.token}/" in page and f"/s/{other.token}/" in page and f"/share/{link.token}/revoke/" in page
+    r = client.post(f"/chat/{chat.id}/share/{link.token}/revoke/")
+    assert r.status_code == 302
+    link.refresh_from_db()
+    assert link.revoked_at is not None
+    assert Client().get(f"/s/{link.token}/").status_code == 404
+    assert client.get(f"/s/{link.token}/").status_code == 404  # the owner too: it is gone
+    assert Client().get(f"/s/{other.token}/").status_code == 200  # the other link stays
+    assert Client().get("/s/not-a-token/").status_code == 404
+    page = client.get(f"/chat/{chat.id}/").content.decode()
+    assert f"/s/{link.token}/" not in page and f"/s/{other.token}/" in page
+
+
+def test_only_the_owner_creates_and_revokes(client, alice, charlie, chat):
+    client.force_login(alice)
+    link = share(client, chat)
+    client.force_login(charlie)
+    assert client.post(f"/chat/{chat.id}/share/").status_code == 404
+    assert client.post(f"/chat/{chat.id}/share/{link.token}/revoke/").status_code == 404
+    assert ShareLink.objects.count() == 1 and ShareLink.objects.get().revoked_at is None
+    # Charlie's own conversation is no door to alice's link either.
+    mine = Conversation.objects.create(owner=charlie)
+    assert client.post(f"/chat/{mine.id}/share/{link.token}/revoke/").status_code == 404
+    assert ShareLink.objects.get().revoked_at is None
+    anonymous = Client()
+    r = anonymous.post(f"/chat/{chat.id}/share/")
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    assert client.get(f"/chat/{chat.id}/share/").status_code == 405  # the same for any id: reveals nothing
+
+
+def test_rooms_cannot_be_shared(client, alice):
+    room = Conversation.objects.create(owner=alice, kind=Conversation.Kind.ROOM)
+    client.force_login(alice)
+    assert client.post(f"/chat/{room.id}/share/").status_code == 404
+    link = ShareLink.objects.create(conversation=room)  # however it got there, it shows nothing
+    assert Client().get(f"/s/{link.token}/").status_code == 404
+
+
+def test_share_needs_the_csrf_token(alice, chat):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post(f"/chat/{chat.id}/share/").status_code == 403
+    assert not ShareLink.objects.exists()
+
+
+def test_the_conversation_page_has_the_share_panel_and_export_links(client, alice, chat):
+    client.force_login(alice)
+    body = client.get(f"/chat/{chat.id}/").content.decode()
+    assert 'id="share-panel"' in body and "No active links." in body
     assert f"/chat/{chat.id}/export.md" in body and f"/chat/{chat.id}/export.json" in body
