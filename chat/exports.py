@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.db import transaction
 from django.db.models import Case, DateTimeField, Value, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.models import Conversation, Message
@@ -313,17 +315,44 @@ def store_import(owner: Any, parsed: dict[str, Any]) -> Conversation:
     return conversation
 
 
+class UploadLimit(FileUploadHandler):
+    """Stops reading a file past the limit, so an oversized upload is never kept whole (on disk)."""
+
+    def __init__(self, request: HttpRequest, max_bytes: int) -> None:
+        super().__init__(request)
+        self.max_bytes = max_bytes
+        self.too_big = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.max_bytes:
+            self.too_big = True
+            raise StopUpload(connection_reset=False)  # the rest of the body is read and dropped
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+# As Django's docs do for upload handlers: the handler goes in before the CSRF check reads the
+# body, and the check then runs on the inner view.
+@csrf_exempt
 @login_required
 @require_POST
 def import_conversation(request: HttpRequest) -> HttpResponse:
-    max_bytes = getattr(settings, "NOUS_IMPORT_MAX_BYTES", IMPORT_MAX_BYTES_DEFAULT)
+    limit = UploadLimit(request, getattr(settings, "NOUS_IMPORT_MAX_BYTES", IMPORT_MAX_BYTES_DEFAULT))
+    request.upload_handlers.insert(0, limit)
+    return _import(request, limit)
+
+
+@csrf_protect
+def _import(request: HttpRequest, limit: UploadLimit) -> HttpResponse:
     upload = request.FILES.get("file")
     try:
+        if limit.too_big or (upload is not None and upload.size > limit.max_bytes):
+            raise BadExport(f"The file is larger than {limit.max_bytes // 1024:,} KB")
         if upload is None:
             raise BadExport("Choose a JSON export file to import")
-        if upload.size > max_bytes:
-            raise BadExport(f"The file is larger than {max_bytes // 1024:,} KB")
-        conversation = store_import(request.user, parse_export(upload.read(max_bytes + 1)))
+        conversation = store_import(request.user, parse_export(upload.read(limit.max_bytes + 1)))
     except BadExport as error:
         conversations = Conversation.objects.filter(owner=request.user, kind=Conversation.Kind.CHAT).order_by("-updated_at")
         return render(request, "chat/list.html", {"conversations": conversations, "import_error": str(error)}, status=400)

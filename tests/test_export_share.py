@@ -236,6 +236,26 @@ def test_import_refuses_too_big_a_file(client, alice, settings):
     refused(client, data, "larger than")
 
 
+def test_an_oversized_upload_is_not_read_whole(alice, settings, monkeypatch):
+    from django.core.files.uploadhandler import MemoryFileUploadHandler
+
+    received = []
+    real = MemoryFileUploadHandler.receive_data_chunk
+    monkeypatch.setattr(MemoryFileUploadHandler, "receive_data_chunk",
+                        lambda self, raw, start: received.append(len(raw)) or real(self, raw, start))
+    settings.NOUS_IMPORT_MAX_BYTES = 100_000
+    # A real form post: the CSRF token comes before the file, so it survives the stopped upload.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/chat/")
+    token = client.cookies["csrftoken"].value
+    data = minimal([{"role": "user", "content": "x" * 300_000}])
+    r = client.post("/chat/import/", {"csrfmiddlewaretoken": token,
+                                      "file": SimpleUploadedFile("big.json", json.dumps(data).encode())})
+    assert r.status_code == 400 and "larger than 97 KB" in r.content.decode()
+    assert 0 < sum(received) <= 100_000 and not Conversation.objects.exists()
+
+
 def test_import_without_a_file_is_refused(client, alice):
     client.force_login(alice)
     r = client.post("/chat/import/")
