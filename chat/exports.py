@@ -260,6 +260,7 @@ def parse_export(raw: bytes) -> dict[str, Any]:
     title = data.get("title")
     title = " ".join(_text("" if title is None else title, "title", 10 * MAX_TITLE_CHARS).split())[:MAX_TITLE_CHARS]
     usage = _usage(data.get("usage"), "usage") or {}
+    _created_at(data.get("exported_at"), "exported_at")  # not kept, but a file with a bad one is not ours
     messages = data["messages"]
     if not isinstance(messages, list):
         raise BadExport("messages must be a list")

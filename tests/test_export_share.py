@@ -189,6 +189,7 @@ def refused(client, data, needle: str) -> None:
     (minimal([{"role": "assistant", "content": "x", "usage": {"input_tokens": -1}}]), "non-negative integer"),
     (minimal([{"role": "assistant", "content": "x", "usage": {"input_tokens": True}}]), "non-negative integer"),
     (minimal("not a list"), "messages must be a list"),
+    ({**minimal(), "exported_at": 5}, "exported_at must be an ISO 8601"),
     ({**minimal(), "settings": {"temperature": 9}}, "temperature must be between 0 and 2"),
     ({**minimal(), "settings": {"max_tokens": "many"}}, "max_tokens must be a non-negative integer"),
     ({**minimal(), "settings": {"approval_tools": []}}, "unknown field &#x27;approval_tools&#x27;"),
