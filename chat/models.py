@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any, TypedDict
 
@@ -238,3 +239,20 @@ class ToolApproval(models.Model):
             "tool_call": {"id": self.tool_call_id, "name": self.name, "arguments": self.arguments, "needs_approval": True},
             "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
         }
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ShareLink(models.Model):
+    """A read-only link to a private conversation (`/s/<token>/`), good until revoked."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    # Looked up as `token = ? AND revoked_at IS NULL` by the shared page: the unique index serves it.
+    token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"share link of {self.conversation_id}{' (revoked)' if self.revoked_at else ''}"

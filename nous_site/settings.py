@@ -295,6 +295,8 @@ NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20, min=1)
 NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0, above=0)
 # Tools that wait for a human's approval before they run (names, comma-separated), and how long.
 NOUS_APPROVAL_TOOLS = envlist("NOUS_APPROVAL_TOOLS", "")
+# The largest conversation export `/chat/import/` reads.
+NOUS_IMPORT_MAX_BYTES = envint("NOUS_IMPORT_MAX_BYTES", 5 * 1024 * 1024, min=1)
 # A deployment's own tools, by dotted path to a function or an agents.tools.Tool.
 NOUS_TOOLS = envlist("NOUS_TOOLS", "")
 NOUS_APPROVAL_TIMEOUT_SECS = envfloat("NOUS_APPROVAL_TIMEOUT_SECS", 300.0, above=0)

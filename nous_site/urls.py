@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chat.sharing import shared_page
 from nous_site import health
 from nous_site.metrics import metrics_view
 
@@ -15,4 +16,5 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("rooms/", include("rooms.urls")),
     path("contact/", include("contact.urls")),
+    path("s/<str:token>/", shared_page, name="shared"),
 ]
