@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from chat.models import AgentRun, Conversation, Message, ToolApproval
+from chat.models import AgentRun, Conversation, Message, ShareLink, ToolApproval
 from chat.runs.dispatch import stop_run
 from chat.runs.watchdog import fail_runs
 
@@ -121,3 +121,12 @@ class ToolApprovalAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    list_display = ("conversation", "created_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("conversation",)
+    raw_id_fields = ("conversation",)
+    readonly_fields = ("token", "created_at")
