@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -26,6 +27,12 @@ from chat.runs.replay import SEQ_FRAMES, entry_frame, replay_log
 log = logging.getLogger("nous.chat")
 
 LAYER_EVENT = "conversation.frame"
+# Frames that are only a hint of state: sent by a task of their own, so that in a room where 100
+# people type, messages and answers do not queue behind 50,000 typing frames (bench: rooms).
+LOW_PRIORITY = frozenset({"typing"})
+STALE_TYPING_SECS = 1.0
+DEFER_SECS = 0.05
+YIELD_EVERY_SOCKETS = 50
 
 
 class FrameSink(Protocol):
@@ -60,6 +67,9 @@ class ConversationHub:
         self.channel: str | None = None
         self.started: asyncio.Future[None] | None = None
         self.reader: asyncio.Task[None] | None = None
+        # Typing frames waiting to go out, by (conversation, typer), and the task sending them.
+        self.deferred: dict[tuple[str, Any], tuple[float, dict[str, Any]]] = {}
+        self.deferring: asyncio.Task[None] | None = None
         # conversation -> run -> the last delta seq handed to its local sockets.
         self.last_seq: dict[str, dict[str, int]] = {}
 
@@ -100,6 +110,9 @@ class ConversationHub:
             sinks = self.members.get(event.get("conversation_id"))
             if not sinks:
                 continue
+            if event.get("frame_type") in LOW_PRIORITY:
+                self._defer(event)
+                continue
             try:
                 events = await self._with_gap_filled(event)
             except Exception:  # the sockets repair it themselves
@@ -112,6 +125,28 @@ class ConversationHub:
                     except Exception:  # one broken socket must not starve the others
                         log.exception("delivering a frame to a socket failed")
                         break
+
+    def _defer(self, event: dict[str, Any]) -> None:
+        """Typing goes out beside the other frames, never ahead of them: a newer state of the same
+        typer replaces one not sent yet, and a `true` older than a second is dropped."""
+        self.deferred[(event["conversation_id"], event.get("exclude"))] = (time.monotonic(), event)
+        if self.deferring is None or self.deferring.done():
+            self.deferring = asyncio.create_task(self._send_deferred(), name="nous-hub-typing")
+
+    async def _send_deferred(self) -> None:
+        await asyncio.sleep(DEFER_SECS)  # a burst of keystrokes and states becomes one frame each
+        while self.deferred:
+            key = next(iter(self.deferred))
+            at, event = self.deferred.pop(key)
+            if time.monotonic() - at > STALE_TYPING_SECS and '"typing": true' in event["json"]:
+                continue
+            for i, sink in enumerate(list(self.members.get(event["conversation_id"], ()))):
+                if i % YIELD_EVERY_SOCKETS == YIELD_EVERY_SOCKETS - 1:
+                    await asyncio.sleep(0)  # let the reader fan out a message meanwhile
+                try:
+                    await sink.deliver(event)
+                except Exception:
+                    log.exception("delivering a frame to a socket failed")
 
     async def _with_gap_filled(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """`event`, after the deltas of its run that the layer dropped before it (read once)."""

@@ -134,3 +134,25 @@ async def test_an_answer_carries_its_provenance(alice, sockets):
     assert stopped["message"]["provenance"]["ended"] == {"status": "stopped", "by": "alice"}
     stored = await Message.objects.aget(id=stopped["message"]["id"])
     assert stored.provenance == stopped["message"]["provenance"]
+
+
+async def test_typing_never_goes_out_ahead_of_messages_and_only_its_newest_state_does(alice):
+    conversation_id = f"c-typing-{uuid.uuid4()}"
+    hub, layer = conversation_hub(), get_channel_layer()
+    sink = Sink()
+    await hub.join(conversation_id, sink)
+
+    def frame(kind, **fields):
+        return layer_event(conversation_id, {"type": kind, **fields}, exclude=fields.get("exclude_as"))
+
+    group = group_for(conversation_id)
+    await layer.group_send(group, frame("typing", user="bob", typing=True, exclude_as="user:2"))
+    await layer.group_send(group, frame("typing", user="bob", typing=False, exclude_as="user:2"))  # supersedes it
+    await layer.group_send(group, frame("message.created", message={"id": "1"}))
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(sink.events) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    kinds = [(e["frame_type"], '"typing": true' in e["json"]) for e in sink.events]
+    assert kinds == [("message.created", False), ("typing", False)], kinds
+    await hub.leave(conversation_id, sink)
