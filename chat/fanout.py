@@ -70,6 +70,7 @@ class ConversationHub:
         # Typing frames waiting to go out, by (conversation, typer), and the task sending them.
         self.deferred: dict[tuple[str, Any], tuple[float, dict[str, Any]]] = {}
         self.deferring: asyncio.Task[None] | None = None
+        self.delivering = False
         # conversation -> run -> the last delta seq handed to its local sockets.
         self.last_seq: dict[str, dict[str, int]] = {}
 
@@ -118,13 +119,17 @@ class ConversationHub:
             except Exception:  # the sockets repair it themselves
                 log.exception("conversation hub: reading the replay log failed")
                 events = [event]
-            for sink in list(sinks):
-                for one in events:
-                    try:
-                        await sink.deliver(one)
-                    except Exception:  # one broken socket must not starve the others
-                        log.exception("delivering a frame to a socket failed")
-                        break
+            self.delivering = True  # the typing task waits meanwhile
+            try:
+                for sink in list(sinks):
+                    for one in events:
+                        try:
+                            await sink.deliver(one)
+                        except Exception:  # one broken socket must not starve the others
+                            log.exception("delivering a frame to a socket failed")
+                            break
+            finally:
+                self.delivering = False
 
     def _defer(self, event: dict[str, Any]) -> None:
         """Typing goes out beside the other frames, never ahead of them: a newer state of the same
@@ -143,6 +148,8 @@ class ConversationHub:
             for i, sink in enumerate(list(self.members.get(event["conversation_id"], ()))):
                 if i % YIELD_EVERY_SOCKETS == YIELD_EVERY_SOCKETS - 1:
                     await asyncio.sleep(0)  # let the reader fan out a message meanwhile
+                    while self.delivering:
+                        await asyncio.sleep(0.002)
                 try:
                     await sink.deliver(event)
                 except Exception:
