@@ -76,7 +76,8 @@ def watch(page, accept_dialogs: bool = False):
 
 
 class Contexts:
-    """Browser contexts (each its own cookies) on the live server, all closed by `close()`."""
+    """Browser contexts (each its own cookies) on the live server, all closed by `close()`.
+    `async with SubClass.launched(base_url) as opener`: one on a Chromium of its own."""
 
     def __init__(self, browser, base_url: str) -> None:
         self.browser = browser
@@ -91,6 +92,16 @@ class Contexts:
     async def close(self) -> None:
         for context in self.contexts:
             await context.close()
+
+    @classmethod
+    @asynccontextmanager
+    async def launched(cls, base_url: str):
+        async with launch() as browser:
+            opener = cls(browser, base_url)
+            try:
+                yield opener
+            finally:
+                await opener.close()
 
 
 async def log_in(page, username: str, next_path: str | None = None) -> None:

@@ -25,7 +25,6 @@ from tests.browser_support import (
     Contexts,
     ScriptedSocket,
     close_thread_connections,  # noqa: F401 (a fixture)
-    launch,
     log_in,
     watch,
 )
@@ -61,12 +60,8 @@ async def browser(live_uvicorn):
                 await page.goto(path)
             return page
 
-    async with launch() as chrome:
-        opener = Browser(chrome, live_uvicorn.url)
-        try:
-            yield opener
-        finally:
-            await opener.close()
+    async with Browser.launched(live_uvicorn.url) as opener:
+        yield opener
 
 
 async def connected(page) -> None:

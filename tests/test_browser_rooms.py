@@ -22,7 +22,6 @@ from tests.browser_support import (
     ScriptedSocket,
     assert_grows,
     close_thread_connections,  # noqa: F401 (a fixture)
-    launch,
     log_in,
     text_of,
     wait_for_text,
@@ -48,12 +47,8 @@ async def browser(live_uvicorn):
             await log_in(page, username, next_path)
             return page
 
-    async with launch() as chrome:
-        opener = Browser(chrome, live_uvicorn.url)
-        try:
-            yield opener
-        finally:
-            await opener.close()
+    async with Browser.launched(live_uvicorn.url) as opener:
+        yield opener
 
 
 async def test_two_people_in_a_room(browser, alice, bob):
