@@ -116,28 +116,14 @@
   /* Streaming redraws once per animation frame, however many deltas arrived meanwhile. */
   var drawSoon = util.frameDrawer(state, draw, function () { afterContent(); });
 
-  function insert(record, where) {
-    if (where === "top") {
-      ui.list.insertBefore(record.el, ui.list.firstChild);
-    } else {
-      ui.list.appendChild(record.el);
-    }
-    ui.empty.hidden = true;
-  }
+  /* The bubbles in ui.list, by id and by run (static/js/page_util.js). */
+  var bubbles = util.messageList(state, ui.list, ui.empty, createRecord, applyMessage);
+  var runRecord = bubbles.runRecord, oldestId = bubbles.oldestId;
 
-  /* Show a server message: update its bubble if we have one (by id, or by run for a streaming
-   * placeholder), else add one at the end. */
+  /* Show a server message: update its bubble if we have one, else add one at the end. */
   function upsert(message, where) {
     if (message.role === "tool") message = toolMessage(message);
-    var record = message.id && state.records[message.id];
-    if (!record && message.role === "assistant" && message.run_id) record = state.runs[message.run_id];
-    if (record) {
-      applyMessage(record, message);
-      return record;
-    }
-    record = createRecord(message);
-    insert(record, where);
-    return record;
+    return bubbles.upsert(message, where);
   }
 
   /* A stored tool message holds its call and result as JSON: shown as the live frames show it. */
@@ -151,20 +137,6 @@
     shown.content = "Calling tool `" + (call.name || "?") + "`" + (call.is_error ? " failed: " : " → ") + String(call.result);
     shown.status = call.is_error ? "failed" : "complete";
     return shown;
-  }
-
-  /* The assistant bubble of a run, made as a placeholder if the run has none yet. */
-  function runRecord(runId) {
-    var record = state.runs[runId];
-    if (record) return record;
-    record = createRecord({ role: "assistant", status: "streaming", content: "", run_id: runId, author: "assistant" });
-    insert(record);
-    return record;
-  }
-
-  function oldestId() {
-    var first = ui.list.querySelector(".message[data-id]");
-    return first ? first.dataset.id : null;
   }
 
   function lastUserText() {

@@ -103,6 +103,46 @@
     record.el.dataset.queued = position > 0 ? "Waiting for a free slot (" + position + " ahead)" : "";
   }
 
+  /* The bubbles of a page in `list` (`empty` shows while there are none), by message id in
+   * `state.records` and by run in `state.runs` (which `applyMessage` keeps). */
+  function messageList(state, list, empty, createRecord, applyMessage) {
+    function insert(record, where) {
+      if (where === "top") list.insertBefore(record.el, list.firstChild);
+      else list.appendChild(record.el);
+      empty.hidden = true;
+    }
+
+    /* Show a server message: update its bubble if we have one (by id, or by run for a streaming
+     * placeholder), else add one at the end (or at the top). */
+    function upsert(message, where) {
+      var record = message.id && state.records[message.id];
+      if (!record && message.role === "assistant" && message.run_id) record = state.runs[message.run_id];
+      if (record) {
+        applyMessage(record, message);
+        return record;
+      }
+      record = createRecord(message);
+      insert(record, where);
+      return record;
+    }
+
+    /* The assistant bubble of a run, made as a placeholder if the run has none yet. */
+    function runRecord(runId) {
+      var record = state.runs[runId];
+      if (record) return record;
+      record = createRecord({ role: "assistant", status: "streaming", content: "", run_id: runId, author: "assistant" });
+      insert(record);
+      return record;
+    }
+
+    function oldestId() {
+      var first = list.querySelector(".message[data-id]");
+      return first ? first.dataset.id : null;
+    }
+
+    return { upsert: upsert, runRecord: runRecord, oldestId: oldestId };
+  }
+
   // --- composer ------------------------------------------------------------------------------
 
   /* "1,234 / 1,500" under the composer from 80 % of the limit on; class `over` past it. */
@@ -169,7 +209,7 @@
 
   var api = {
     uuid: uuid, make: make, formatTime: formatTime, number: number,
-    bubble: bubble, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
+    bubble: bubble, messageList: messageList, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
     updateCounter: updateCounter, autoGrow: autoGrow,
     statusText: statusText, stallWatcher: stallWatcher, wirePage: wirePage,
     STALL_MS: STALL_MS,
