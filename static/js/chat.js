@@ -398,6 +398,12 @@
     return record;
   }
 
+  /* The frames of a run that both pages take alike (static/js/page_util.js). */
+  var runFrames = util.runFrames({
+    state: state, runRecord: runRecord, applyMessage: applyMessage, drawSoon: drawSoon,
+    setActiveRun: setActiveRun, handlers: function () { return handlers; },
+  });
+
   // --- frames -----------------------------------------------------------------------------
 
   var handlers = {
@@ -411,26 +417,7 @@
       messages.forEach(function (m) { upsert(m); });
       // After a reconnect the older pages loaded before are still shown; keep their has_more.
       if (!state.readyOnce || known && oldestId() === firstId || !oldestId()) showHasMore(frame.has_more);
-      var active = frame.active_run;
-      if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
-        // The run we watched ended while we were away; the page of messages has its final text.
-        var gone = state.runs[state.activeRun.run_id];
-        if (gone) gone.streamed = null;
-        setActiveRun(null);
-      }
-      if (active) {
-        var record = runRecord(active.run_id);
-        record.text = active.content || "";
-        record.streamed = record.text;
-        applyMessage(record, { status: "streaming" });
-        queuedNote(record, 0);
-        setActiveRun({ run_id: active.run_id, status: active.status });
-        // The tool calls and results streamed so far, as the live frames showed them.
-        (active.events || []).forEach(function (event) {
-          var handle = handlers[event.type];
-          if (handle && event.type !== "session.ready") handle(event);
-        });
-      }
+      runFrames.sync(frame.active_run);
       // Exactly the calls still waiting keep (or get) their card, whatever the events showed.
       approvals.reset(frame.pending_approvals || []);
       if (state.pending) {
@@ -476,22 +463,9 @@
       afterContent();
     },
 
-    "run.started": function (frame) {
-      var record = runRecord(frame.run_id);
-      queuedNote(record, 0);
-      if (record.streamed === null) record.streamed = record.text;
-      setActiveRun({ run_id: frame.run_id, status: "running" });
-    },
+    "run.started": function (frame) { runFrames.started(frame); },
 
-    "run.delta": function (frame) {
-      var record = runRecord(frame.run_id);
-      if (record.message.status !== "streaming") return;  // a late delta after the end
-      record.text += frame.text;
-      record.streamed = (record.streamed || "") + frame.text;
-      queuedNote(record, 0);
-      if (!state.activeRun) setActiveRun({ run_id: frame.run_id, status: "running" });
-      drawSoon(record);
-    },
+    "run.delta": function (frame) { runFrames.delta(frame); },
 
     "run.completed": function (frame) {
       var message = Object.assign({}, frame.message, { usage: frame.message.usage || frame.usage });

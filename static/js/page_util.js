@@ -143,6 +143,55 @@
     return { upsert: upsert, runRecord: runRecord, oldestId: oldestId };
   }
 
+  /* The frames of a run that every page takes alike. `p` gives the page's `state` (`activeRun`,
+   * `runs`), `runRecord(run_id)`, `applyMessage(record, message)`, `drawSoon(record)`,
+   * `setActiveRun(run)` and `handlers()` (its frame handlers, for the events of a run resumed). */
+  function runFrames(p) {
+    var state = p.state;
+    return {
+      /* session.ready's `active_run` (or null): the run watched before may have ended meanwhile;
+       * the one going on shows what it streamed so far, and its tool frames go through the same
+       * handlers as the live ones. */
+      sync: function (active) {
+        if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
+          // The run we watched ended while we were away; the page of messages has its final text.
+          var gone = state.runs[state.activeRun.run_id];
+          if (gone) gone.streamed = null;
+          p.setActiveRun(null);
+        }
+        if (!active) return;
+        var record = p.runRecord(active.run_id);
+        record.text = active.content || "";
+        record.streamed = record.text;
+        p.applyMessage(record, { status: "streaming" });
+        queuedNote(record, 0);
+        p.setActiveRun({ run_id: active.run_id, status: active.status });
+        var handlers = p.handlers();
+        (active.events || []).forEach(function (event) {
+          var handle = handlers[event.type];
+          if (handle && event.type !== "session.ready") handle(event);
+        });
+      },
+
+      started: function (frame) {
+        var record = p.runRecord(frame.run_id);
+        queuedNote(record, 0);
+        if (record.streamed === null) record.streamed = record.text;
+        p.setActiveRun({ run_id: frame.run_id, status: "running" });
+      },
+
+      delta: function (frame) {
+        var record = p.runRecord(frame.run_id);
+        if (record.message.status !== "streaming") return;  // a late delta after the end
+        record.text += frame.text;
+        record.streamed = (record.streamed || "") + frame.text;
+        queuedNote(record, 0);
+        if (!state.activeRun) p.setActiveRun({ run_id: frame.run_id, status: "running" });
+        p.drawSoon(record);
+      },
+    };
+  }
+
   // --- composer ------------------------------------------------------------------------------
 
   /* "1,234 / 1,500" under the composer from 80 % of the limit on; class `over` past it. */
@@ -209,7 +258,7 @@
 
   var api = {
     uuid: uuid, make: make, formatTime: formatTime, number: number,
-    bubble: bubble, messageList: messageList, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
+    bubble: bubble, messageList: messageList, runFrames: runFrames, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
     updateCounter: updateCounter, autoGrow: autoGrow,
     statusText: statusText, stallWatcher: stallWatcher, wirePage: wirePage,
     STALL_MS: STALL_MS,

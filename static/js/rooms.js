@@ -507,6 +507,12 @@
     return record;
   }
 
+  /* The frames of a run that both pages take alike (static/js/page_util.js). */
+  var runFrames = util.runFrames({
+    state: state, runRecord: runRecord, applyMessage: applyMessage, drawSoon: drawSoon,
+    setActiveRun: setActiveRun, handlers: function () { return handlers; },
+  });
+
   // --- frames -----------------------------------------------------------------------------
 
   var handlers = {
@@ -530,25 +536,7 @@
       var known = firstId && state.records[firstId];
       messages.forEach(function (m) { upsert(m); });
       if (!state.readyOnce || known && oldestId() === firstId || !oldestId()) showHasMore(!!frame.has_more);
-      var active = frame.active_run;
-      if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
-        var gone = state.runs[state.activeRun.run_id];
-        if (gone) gone.streamed = null;
-        setActiveRun(null);
-      }
-      if (active) {
-        var record = runRecord(active.run_id);
-        record.text = active.content || "";
-        record.streamed = record.text;
-        applyMessage(record, { status: "streaming" });
-        queuedNote(record, 0);
-        setActiveRun({ run_id: active.run_id, status: active.status });
-        // The tool frames streamed so far, through the same handlers as the live ones.
-        (active.events || []).forEach(function (event) {
-          var handle = handlers[event.type];
-          if (handle && event.type !== "session.ready") handle(event);
-        });
-      }
+      runFrames.sync(frame.active_run);
       // Exactly the calls still waiting keep (or get) their card, whatever the events showed.
       approvals.reset(frame.pending_approvals || []);
       if (state.pending) {
@@ -605,22 +593,9 @@
       afterContent();
     },
 
-    "run.started": function (frame) {
-      var record = runRecord(frame.run_id);
-      queuedNote(record, 0);
-      if (record.streamed === null) record.streamed = record.text;
-      setActiveRun({ run_id: frame.run_id, status: "running" });
-    },
+    "run.started": function (frame) { runFrames.started(frame); },
 
-    "run.delta": function (frame) {
-      var record = runRecord(frame.run_id);
-      if (record.message.status !== "streaming") return;  // a late delta after the end
-      record.text += frame.text;
-      record.streamed = (record.streamed || "") + frame.text;
-      queuedNote(record, 0);
-      if (!state.activeRun) setActiveRun({ run_id: frame.run_id, status: "running" });
-      drawSoon(record);
-    },
+    "run.delta": function (frame) { runFrames.delta(frame); },
 
     "run.completed": function (frame) {
       var message = frame.message ? Object.assign({}, frame.message, { usage: frame.message.usage || frame.usage }) : null;
