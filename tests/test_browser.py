@@ -8,100 +8,41 @@ socket and clock.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from chat.models import Conversation, Message
-from tests.conftest import skip_or_fail
+from tests.browser_support import (
+    assert_grows,
+    close_thread_connections,  # noqa: F401 (a fixture)
+    launch,
+    log_in,
+    text_of,
+    wait_for_text,
+    watch,
+)
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MODEL = "test:tps=15,words=300"
-PASSWORD = "pw-alice"  # tests.conftest.make_user
 SCREENSHOT = Path("/tmp/nous-chat.png")
 XSS = "Please render **bold words** and `inline code` but not this: <img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    """The async ORM calls run in asgiref's executor thread: close its connection after the test,
-    or the test database cannot be dropped at the end of the session."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium, or `make browser-deps`)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def page(chromium, live_uvicorn):
+async def page(live_uvicorn):
     """A fresh Chromium page on the live server; uncaught errors and dialogs collect in `page.problems`."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    async with launch() as browser:
         context = await browser.new_context(viewport={"width": 1280, "height": 820}, base_url=live_uvicorn.url)
-        page = await context.new_page()
-        page.set_default_timeout(10_000)
-        page.problems = []
-        page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
-
-
-        async def on_dialog(dialog) -> None:
-            page.problems.append(f"dialog: {dialog.message}")
-            await dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+        page = watch(await context.new_page())
         try:
             yield page
         finally:
             await context.close()
-            await browser.close()
-
-
-async def log_in(page, next_path: str) -> None:
-    await page.goto(f"/accounts/login/?next={next_path}")
-    await page.fill("#id_username", "alice")
-    await page.fill("#id_password", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"**{next_path}")
-
-
-async def text_of(locator) -> str:
-    return await locator.locator(".content").text_content() or ""
-
-
-async def wait_for_text(locator, min_chars: int, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = await text_of(locator)
-        if len(text) >= min_chars:
-            return text
-        assert time.monotonic() < deadline, f"the answer did not reach {min_chars} characters: {text!r}"
-        await asyncio.sleep(0.05)
-
-
-async def assert_grows(locator, pause: float = 0.6) -> tuple[str, str]:
-    """Two samples of a streaming bubble: the second is longer and starts with the first."""
-    first = await text_of(locator)
-    await asyncio.sleep(pause)
-    second = await text_of(locator)
-    assert len(second) > len(first) and second.startswith(first), (first, second)
-    return first, second
 
 
 @sync_to_async
@@ -115,7 +56,7 @@ async def test_send_stream_stop_reload_and_markup(page, alice):
     conversation = await Conversation.objects.acreate(owner=alice, model=MODEL)
     path = f"/chat/{conversation.id}/"
     started = time.monotonic()
-    await log_in(page, path)
+    await log_in(page, "alice", path)
     status = page.locator("#status")
     await expect(status).to_contain_text("Connected")
     await expect(page.locator("#settings-model")).to_have_value(MODEL)
@@ -207,7 +148,7 @@ async def test_history_and_the_page_code(page, alice):
     await Message.objects.abulk_create([Message(conversation=conversation, role="user", content=f"message {i}", author=alice)
                                         for i in range(120)])
     path = f"/chat/{conversation.id}/"
-    await log_in(page, path)
+    await log_in(page, "alice", path)
     await expect(page.locator("#status")).to_contain_text("Connected")
     messages = page.locator(".message")
     await expect(messages).to_have_count(50)

@@ -9,9 +9,7 @@ in the card, markup in arguments kept as text.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import time
 from datetime import timedelta
@@ -19,19 +17,21 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 from django.utils import timezone
 
 from chat.models import Conversation, Message, ToolApproval
 from rooms.models import create_room
-from tests.conftest import skip_or_fail
+from tests.browser_support import (
+    Contexts,
+    ScriptedSocket,
+    close_thread_connections,  # noqa: F401 (a fixture)
+    log_in,
+    watch,
+)
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # The test model calls the calculator with the prompt's arithmetic, then answers.
 MODEL = "test:tools=calculator,tps=30,words=20"
 SCREENSHOT = Path("/tmp/nous-approval.png")
@@ -39,71 +39,29 @@ SCREENSHOT_ROOM = Path("/tmp/nous-approval-room.png")
 COUNTDOWN = re.compile(r"^expires in \d+:\d\d$")
 
 
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    """The async ORM calls run in asgiref's executor thread: close its connection after the test,
-    or the test database cannot be dropped at the end of the session."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium, or `make browser-deps`)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium, live_uvicorn):
+async def browser(live_uvicorn):
     """`await browser.context(user)`: a browser context (its own cookies) logged in as `user`;
     `await browser.page(context, path)`: a tab of it. Uncaught errors and dialogs collect in
     `page.problems`."""
-    from playwright.async_api import async_playwright
+    class Browser(Contexts):
+        async def context(self, username: str):
+            context = await self.new_context()
+            page = await self.page(context, None)
+            await log_in(page, username)
+            await page.close()
+            return context
 
-    async with async_playwright() as playwright:
-        chrome = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        async def page(self, context, path: str | None, before=None):
+            page = watch(await context.new_page())
+            if before is not None:
+                await before(page)
+            if path is not None:
+                await page.goto(path)
+            return page
 
-        class Browser:
-            contexts: list = []
-
-            async def context(self, username: str):
-                context = await chrome.new_context(viewport={"width": 1200, "height": 800}, base_url=live_uvicorn.url)
-                self.contexts.append(context)
-                page = await self.page(context, None)
-                await page.goto("/accounts/login/")
-                await page.fill("#id_username", username)
-                await page.fill("#id_password", "pw-" + username)  # tests.conftest.make_user
-                await page.click("button[type=submit]")
-                await page.wait_for_url(lambda url: "/accounts/login/" not in url)
-                await page.close()
-                return context
-
-            async def page(self, context, path: str | None, before=None):
-                page = await context.new_page()
-                page.set_default_timeout(10_000)
-                page.problems = []
-                page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
-
-                async def on_dialog(dialog) -> None:
-                    page.problems.append(f"dialog: {dialog.message}")
-                    await dialog.dismiss()
-
-                page.on("dialog", on_dialog)
-                if before is not None:
-                    await before(page)
-                if path is not None:
-                    await page.goto(path)
-                return page
-
-        opener = Browser()
-        opener.contexts = []
-        try:
-            yield opener
-        finally:
-            for context in opener.contexts:
-                await context.close()
-            await chrome.close()
+    async with Browser.launched(live_uvicorn.url) as opener:
+        yield opener
 
 
 async def connected(page) -> None:
@@ -252,40 +210,6 @@ async def test_in_a_room_only_the_owner_decides(browser, alice, bob):
 
 
 # --- the card code against a scripted server --------------------------------------------------
-
-class ScriptedSocket:
-    """Stands in for the chat socket: records what the page sends, sends what the test says."""
-
-    def __init__(self) -> None:
-        self.sockets: list = []
-        self.received: list[dict] = []
-
-    async def install(self, page) -> None:
-        await page.route_web_socket("**/ws/chat/**", self._connected)
-
-    def _connected(self, ws) -> None:
-        self.sockets.append(ws)
-        ws.on_message(lambda message: self.received.append(json.loads(message)))
-
-    def send(self, frame: dict) -> None:
-        self.sockets[-1].send(json.dumps(frame))
-
-    async def connected(self, count: int = 1, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.sockets) < count:
-            assert time.monotonic() < deadline, "the page did not open its socket"
-            await asyncio.sleep(0.02)
-
-    async def next(self, kind: str, timeout: float = 5.0) -> dict:
-        """The first frame of `kind` the page sent (and not taken yet)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, frame in enumerate(self.received):
-                if frame.get("type") == kind:
-                    return self.received.pop(i)
-            assert time.monotonic() < deadline, f"the page sent no {kind}; it sent {self.received}"
-            await asyncio.sleep(0.02)
-
 
 def iso(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")

@@ -6,23 +6,22 @@ The suggester's timing logic itself runs with a fake clock inside the page."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from contact.models import ContactMessage
 from contact.suggest import suggest
-from tests.conftest import skip_or_fail
+from tests.browser_support import (
+    close_thread_connections,  # noqa: F401 (a fixture)
+    launch,
+    watch,
+)
 from tests.live_server import LiveServer, start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = "test:tps=0,words=12"
 # 8 words at 2 a second: an answer takes 3.5 s, time enough to type on while it is in flight.
 SLOW = "test:tps=2,words=8"
@@ -52,13 +51,6 @@ INSTRUMENT = """
 """
 
 
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    """The async ORM calls run in asgiref's executor thread: close its connection after the test."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture(scope="module")
 def servers(django_db_setup, tmp_path_factory):
     """`servers(model)`: a live uvicorn whose NOUS_FORM_MODEL is `model`, started once per module."""
@@ -76,37 +68,15 @@ def servers(django_db_setup, tmp_path_factory):
 
 
 @pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium, or `make browser-deps`)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+async def browser():
+    async with launch() as browser:
+        yield browser
 
 
 async def open_form(browser, server: LiveServer, javascript: bool = True):
     """The contact page in a fresh context; uncaught errors and dialogs collect in `page.problems`."""
     context = await browser.new_context(base_url=server.url, java_script_enabled=javascript)
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    page.problems = []
-    page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
-
-    async def on_dialog(dialog) -> None:
-        page.problems.append(f"dialog: {dialog.message}")
-        await dialog.dismiss()
-
-    page.on("dialog", on_dialog)
+    page = watch(await context.new_page())
     await page.add_init_script(INSTRUMENT)
     await page.goto("/contact/")
     return page

@@ -9,113 +9,46 @@ in, every client frame out.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from chat.models import Message
 from rooms.models import create_room
-from tests.conftest import skip_or_fail
+from tests.browser_support import (
+    Contexts,
+    ScriptedSocket,
+    assert_grows,
+    close_thread_connections,  # noqa: F401 (a fixture)
+    log_in,
+    text_of,
+    wait_for_text,
+    watch,
+)
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MODEL = "test:tps=30,words=120"  # about 4 s of streaming: slow enough to watch it grow
 SCREENSHOT = Path("/tmp/nous-room.png")
 
 
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    """The async ORM calls run in asgiref's executor thread: close its connection after the test,
-    or the test database cannot be dropped at the end of the session."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium, or `make browser-deps`)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium, live_uvicorn):
+async def browser(live_uvicorn):
     """`await browser.page(user)`: a page in a fresh context (its own cookies) logged in as `user`.
     Uncaught errors collect in `page.problems`; confirm() dialogs are accepted."""
-    from playwright.async_api import async_playwright
+    class Browser(Contexts):
+        async def page(self, username: str, next_path: str, before=None):
+            page = watch(await (await self.new_context()).new_page(), accept_dialogs=True)
+            if before is not None:
+                await before(page)
+            await log_in(page, username, next_path)
+            return page
 
-    async with async_playwright() as playwright:
-        chrome = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-
-        class Browser:
-            contexts: list = []
-
-            async def page(self, username: str, next_path: str, before=None):
-                context = await chrome.new_context(viewport={"width": 1200, "height": 800}, base_url=live_uvicorn.url)
-                self.contexts.append(context)
-                page = await context.new_page()
-                page.set_default_timeout(10_000)
-                page.problems = []
-                page.dialogs = []
-                page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
-
-                async def on_dialog(dialog) -> None:
-                    page.dialogs.append(dialog.message)
-                    await dialog.accept()
-
-                page.on("dialog", on_dialog)
-                if before is not None:
-                    await before(page)
-                await log_in(page, username, next_path)
-                return page
-
-        opener = Browser()
-        opener.contexts = []
-        try:
-            yield opener
-        finally:
-            for context in opener.contexts:
-                await context.close()
-            await chrome.close()
-
-
-async def log_in(page, username: str, next_path: str) -> None:
-    await page.goto(f"/accounts/login/?next={next_path}")
-    await page.fill("#id_username", username)
-    await page.fill("#id_password", "pw-" + username)  # tests.conftest.make_user
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"**{next_path}")
-
-
-async def text_of(locator) -> str:
-    return await locator.locator(".content").text_content() or ""
-
-
-async def wait_for_text(locator, min_chars: int, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = await text_of(locator)
-        if len(text) >= min_chars:
-            return text
-        assert time.monotonic() < deadline, f"the answer did not reach {min_chars} characters: {text!r}"
-        await asyncio.sleep(0.05)
-
-
-async def assert_grows(locator, pause: float = 0.5) -> None:
-    """Two samples of a streaming bubble: the second is longer and starts with the first."""
-    first = await text_of(locator)
-    await asyncio.sleep(pause)
-    second = await text_of(locator)
-    assert len(second) > len(first) and second.startswith(first), (first, second)
+    async with Browser.launched(live_uvicorn.url) as opener:
+        yield opener
 
 
 async def test_two_people_in_a_room(browser, alice, bob):
@@ -166,8 +99,8 @@ async def test_two_people_in_a_room(browser, alice, bob):
         await expect(answer).to_have_attribute("data-status", "streaming")
         await expect(answer.locator(".author")).to_have_text(room.ai_name)
     await wait_for_text(answers[1], 20)
-    await assert_grows(answers[0])
-    await assert_grows(answers[1])
+    await assert_grows(answers[0], pause=0.5)
+    await assert_grows(answers[1], pause=0.5)
     # Bob reloads in the middle: the text so far comes back (resumed by seq) and the end is the same.
     before_reload = await text_of(answers[1])
     await b.reload()
@@ -229,41 +162,10 @@ async def test_two_people_in_a_room(browser, alice, bob):
 
 # --- the page's code against a scripted server ------------------------------------------------
 
-class ScriptedRoom:
+class ScriptedRoom(ScriptedSocket):
     """Stands in for the room socket: records what the page sends, sends what the test says."""
 
-    def __init__(self) -> None:
-        self.sockets: list = []
-        self.received: list[dict] = []
-
-    async def install(self, page) -> None:
-        await page.route_web_socket("**/ws/rooms/**", self._connected)
-
-    def _connected(self, ws) -> None:
-        self.sockets.append(ws)
-        ws.on_message(lambda message: self.received.append(json.loads(message)))
-
-    def send(self, frame: dict) -> None:
-        self.sockets[-1].send(json.dumps(frame))
-
-    async def connected(self, count: int = 1, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.sockets) < count:
-            assert time.monotonic() < deadline, "the page did not open its socket"
-            await asyncio.sleep(0.02)
-
-    async def next(self, kind: str, timeout: float = 5.0) -> dict:
-        """The first frame of `kind` the page sent (and not taken yet)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, frame in enumerate(self.received):
-                if frame.get("type") == kind:
-                    return self.received.pop(i)
-            assert time.monotonic() < deadline, f"the page sent no {kind}; it sent {self.received}"
-            await asyncio.sleep(0.02)
-
-    def sent(self, kind: str) -> list[dict]:
-        return [frame for frame in self.received if frame.get("type") == kind]
+    pattern = "**/ws/rooms/**"
 
 
 def message(id: int, author: str, content: str, role: str = "user", **extra) -> dict:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from chat.models import Conversation, Message
-from tests.test_browser import chromium, close_thread_connections, log_in, page  # noqa: F401 (fixtures)
+from tests.browser_support import close_thread_connections, log_in  # noqa: F401 (a fixture)
+from tests.test_browser import page  # noqa: F401 (a fixture)
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
@@ -24,7 +25,7 @@ async def test_a_result_opens_its_message_scrolled_to_and_highlighted(page, alic
     target = await Message.objects.aget(conversation=conversation, content__contains="quetzal")
 
     # From the list page's search box to the result.
-    await log_in(page, "/chat/")
+    await log_in(page, "alice", "/chat/")
     await page.fill("#search-q", "quetzal")
     await page.press("#search-q", "Enter")
     await page.wait_for_url("**/chat/search/?q=quetzal")

@@ -30,22 +30,9 @@
     return minutes + ":" + (rest < 10 ? "0" : "") + rest;
   }
 
-  function uuid() {
-    if (root.crypto && root.crypto.randomUUID) return root.crypto.randomUUID();
-    var bytes = new Uint8Array(16);
-    root.crypto.getRandomValues(bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 0x100).toString(16).slice(1); }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
-  }
-
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text != null) node.textContent = text;
-    return node;
-  }
+  // static/js/page_util.js: loaded before this file in a page, required under Node.
+  var util = root ? root.NousPage : require("./page_util.js");
+  var uuid = util.uuid, make = util.make;
 
   function pretty(args) {
     try {

@@ -119,34 +119,8 @@
     frameRequested: false,
   };
 
-  function uuid() {
-    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
-    // Non-secure contexts (plain http on a LAN address) lack randomUUID.
-    var bytes = new Uint8Array(16);
-    window.crypto.getRandomValues(bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 0x100).toString(16).slice(1); }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
-  }
-
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text != null) node.textContent = text;
-    return node;
-  }
-
-  function formatTime(iso) {
-    if (!iso) return "";
-    var date = new Date(iso);
-    if (isNaN(date.getTime())) return "";
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-
-  function number(n) {
-    return typeof n === "number" ? n.toLocaleString() : "0";
-  }
+  var util = window.NousPage;
+  var uuid = util.uuid, make = util.make, number = util.number;
 
   function aiName() {
     return (state.room.settings && state.room.settings.ai_name) || "AI";
@@ -167,22 +141,11 @@
 
   /* A record is one bubble: {el, author, badge, time, content, actions, message, text, runId}. */
   function createRecord(message) {
-    var article = make("article", "message");
-    var meta = make("div", "meta");
-    var author = make("span", "author");
-    var badge = make("span", "badge");
-    var time = make("time", "time");
-    meta.appendChild(author);
-    meta.appendChild(badge);
-    meta.appendChild(time);
-    var content = make("div", "content");
-    var actions = make("div", "message-actions");
-    actions.hidden = true;
-    article.appendChild(meta);
-    article.appendChild(content);
-    article.appendChild(actions);
-    var record = { el: article, author: author, badge: badge, time: time, content: content, actions: actions,
-                   message: {}, text: "", runId: null, streamed: null, editing: null };
+    var record = util.bubble();
+    record.actions = make("div", "message-actions");
+    record.actions.hidden = true;
+    record.el.appendChild(record.actions);
+    Object.assign(record, { message: {}, text: "", runId: null, streamed: null, editing: null });
     applyMessage(record, message);
     return record;
   }
@@ -215,26 +178,13 @@
     record.el.dataset.mine = isMine(m) ? "true" : "false";
     if (m.client_id) record.el.dataset.clientId = m.client_id;
     record.author.textContent = authorName(m);
-    var badges = { stopped: "stopped", failed: "failed", streaming: "writing…" };
-    record.badge.textContent = badges[m.status] || "";
-    record.badge.hidden = !badges[m.status];
-    record.badge.className = "badge badge-" + (m.status || "complete");
-    record.time.textContent = formatTime(m.created_at);
-    if (m.created_at) record.time.setAttribute("datetime", m.created_at);
+    util.showBadgeAndTime(record, m);
     if (typeof message.content === "string") record.text = message.content;
     renderActions(record);
     if (!record.editing) draw(record);
   }
 
-  function draw(record) {
-    record.content.textContent = "";
-    if (record.message.role === "error") {
-      record.content.appendChild(make("p", null, record.text));
-    } else {
-      record.content.appendChild(window.NousMarkdown.render(record.text));
-    }
-    record.el.classList.toggle("empty", !record.text);
-  }
+  var draw = util.draw;
 
   /* Edit and Delete, on one's own stored messages only. */
   function renderActions(record) {
@@ -318,54 +268,12 @@
   }
 
   /* Streaming redraws once per animation frame, however many deltas arrived meanwhile. */
-  function drawSoon(record) {
-    if (state.dirty.indexOf(record) < 0) state.dirty.push(record);
-    if (state.frameRequested) return;
-    state.frameRequested = true;
-    var run = function () {
-      state.frameRequested = false;
-      var dirty = state.dirty;
-      state.dirty = [];
-      dirty.forEach(draw);
-      afterContent();
-    };
-    if (document.hidden || !window.requestAnimationFrame) window.setTimeout(run, 50);
-    else window.requestAnimationFrame(run);
-  }
+  var drawSoon = util.frameDrawer(state, draw, function () { afterContent(); });
 
-  function insert(record, where) {
-    if (where === "top") ui.list.insertBefore(record.el, ui.list.firstChild);
-    else ui.list.appendChild(record.el);
-    ui.empty.hidden = true;
-  }
-
-  /* Show a server message: update its bubble if we have one (by id, or by run for a streaming
-   * placeholder), else add one at the end. */
-  function upsert(message, where) {
-    var record = message.id && state.records[message.id];
-    if (!record && message.role === "assistant" && message.run_id) record = state.runs[message.run_id];
-    if (record) {
-      applyMessage(record, message);
-      return record;
-    }
-    record = createRecord(message);
-    insert(record, where);
-    return record;
-  }
-
-  /* The assistant bubble of a run, made as a placeholder if the run has none yet. */
-  function runRecord(runId) {
-    var record = state.runs[runId];
-    if (record) return record;
-    record = createRecord({ role: "assistant", status: "streaming", content: "", run_id: runId, author: "assistant" });
-    insert(record);
-    return record;
-  }
-
-  function oldestId() {
-    var first = ui.list.querySelector(".message[data-id]");
-    return first ? first.dataset.id : null;
-  }
+  /* The bubbles in ui.list, by id and by run (static/js/page_util.js). */
+  var bubbles = util.messageList(state, ui.list, ui.empty, createRecord, applyMessage);
+  var runRecord = bubbles.runRecord, oldestId = bubbles.oldestId;
+  var upsert = bubbles.upsert;
 
   // --- scrolling --------------------------------------------------------------------------
 
@@ -442,15 +350,11 @@
   }
 
   function updateCounter() {
-    var length = ui.input.value.length, max = data.max_message_chars;
-    ui.counter.hidden = length < max * 0.8;
-    ui.counter.textContent = number(length) + " / " + number(max);
-    ui.counter.classList.toggle("over", length > max);
+    util.updateCounter(ui.counter, ui.input, data.max_message_chars);
   }
 
   function autoGrow() {
-    ui.input.style.height = "auto";
-    ui.input.style.height = Math.min(ui.input.scrollHeight, 240) + "px";
+    util.autoGrow(ui.input);
   }
 
   /* Post a message: keep it pending (and the text in the composer) until the server answers. */
@@ -570,9 +474,7 @@
     updateComposer();
   }
 
-  function queuedNote(record, position) {
-    record.el.dataset.queued = position > 0 ? "Waiting for a free slot (" + position + " ahead)" : "";
-  }
+  var queuedNote = util.queuedNote;
 
   /* Tool calls waiting for the room's owner (static/js/approvals.js): a card under the run's
    * answer; everyone sees it, only the owner may decide. */
@@ -605,6 +507,12 @@
     return record;
   }
 
+  /* The frames of a run that both pages take alike (static/js/page_util.js). */
+  var runFrames = util.runFrames({
+    state: state, runRecord: runRecord, applyMessage: applyMessage, drawSoon: drawSoon,
+    setActiveRun: setActiveRun, handlers: function () { return handlers; },
+  });
+
   // --- frames -----------------------------------------------------------------------------
 
   var handlers = {
@@ -628,25 +536,7 @@
       var known = firstId && state.records[firstId];
       messages.forEach(function (m) { upsert(m); });
       if (!state.readyOnce || known && oldestId() === firstId || !oldestId()) showHasMore(!!frame.has_more);
-      var active = frame.active_run;
-      if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
-        var gone = state.runs[state.activeRun.run_id];
-        if (gone) gone.streamed = null;
-        setActiveRun(null);
-      }
-      if (active) {
-        var record = runRecord(active.run_id);
-        record.text = active.content || "";
-        record.streamed = record.text;
-        applyMessage(record, { status: "streaming" });
-        queuedNote(record, 0);
-        setActiveRun({ run_id: active.run_id, status: active.status });
-        // The tool frames streamed so far, through the same handlers as the live ones.
-        (active.events || []).forEach(function (event) {
-          var handle = handlers[event.type];
-          if (handle && event.type !== "session.ready") handle(event);
-        });
-      }
+      runFrames.sync(frame.active_run);
       // Exactly the calls still waiting keep (or get) their card, whatever the events showed.
       approvals.reset(frame.pending_approvals || []);
       if (state.pending) {
@@ -703,22 +593,9 @@
       afterContent();
     },
 
-    "run.started": function (frame) {
-      var record = runRecord(frame.run_id);
-      queuedNote(record, 0);
-      if (record.streamed === null) record.streamed = record.text;
-      setActiveRun({ run_id: frame.run_id, status: "running" });
-    },
+    "run.started": function (frame) { runFrames.started(frame); },
 
-    "run.delta": function (frame) {
-      var record = runRecord(frame.run_id);
-      if (record.message.status !== "streaming") return;  // a late delta after the end
-      record.text += frame.text;
-      record.streamed = (record.streamed || "") + frame.text;
-      queuedNote(record, 0);
-      if (!state.activeRun) setActiveRun({ run_id: frame.run_id, status: "running" });
-      drawSoon(record);
-    },
+    "run.delta": function (frame) { runFrames.delta(frame); },
 
     "run.completed": function (frame) {
       var message = frame.message ? Object.assign({}, frame.message, { usage: frame.message.usage || frame.usage }) : null;
@@ -814,12 +691,10 @@
 
   // --- connection -------------------------------------------------------------------------
 
-  var STATUS_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", closed: "Offline" };
   var ROOM_REFUSALS = { 4403: "You are not a member of this room", 4404: "This room does not exist" };
 
   function showStatus(name, info) {
-    var text = STATUS_TEXT[name] || name;
-    if (name === "reconnecting" && info.delay) text = "Reconnecting in " + Math.max(1, Math.round(info.delay / 1000)) + " s…";
+    var text = util.statusText(name, info);
     if (name === "closed" && info.reason) text = ROOM_REFUSALS[info.code] || info.reason;
     ui.status.title = name === "reconnecting" && info.reason ? info.reason : "";
     ui.status.textContent = text;
@@ -846,37 +721,10 @@
     },
   });
 
-  /* The channel layer may drop a frame; the run's end has no later delta to reveal the gap. A run
-     silent for STALL_MS asks the server where it stands. */
-  var STALL_MS = 15000, stallTimer = null;
-  function watchForStall(frame) {
-    if (frame.run_id === undefined && frame.type !== "session.ready") return;
-    if (stallTimer !== null) window.clearTimeout(stallTimer);
-    stallTimer = null;
-    if (!state.activeRun) return;
-    var runId = state.activeRun.run_id;
-    stallTimer = window.setTimeout(function check() {
-      if (!state.activeRun || state.activeRun.run_id !== runId) return;
-      sock.send({ type: "run.resume", run_id: runId, after_seq: sock.seqOf(runId) });
-      stallTimer = window.setTimeout(check, STALL_MS);
-    }, STALL_MS);
-  }
+  /* A run silent for a while asks the server where it stands (static/js/page_util.js). */
+  var watchForStall = util.stallWatcher(sock, function () { return state.activeRun; });
 
-  var layout = $("chat-layout"), toggle = $("sidebar-toggle");
-  function openSidebar(open) {
-    layout.classList.toggle("sidebar-open", open);
-    toggle.setAttribute("aria-expanded", open ? "true" : "false");
-  }
-  toggle.addEventListener("click", function (event) {
-    event.stopPropagation();
-    openSidebar(!layout.classList.contains("sidebar-open"));
-  });
-  $("chat").addEventListener("click", function () { openSidebar(false); });
-
-  window.addEventListener("online", function () { sock.reconnectNow(); });
-  // Leaving (or reloading): close quietly instead of showing "Reconnecting" for a moment.
-  window.addEventListener("pagehide", function () { sock.close("Leaving"); });
-  window.addEventListener("pageshow", function (event) { if (event.persisted) window.location.reload(); });
+  util.wirePage(sock);
 
   // Under test, the page's state can be inspected; nothing here is an API.
   window.NousRoom = { state: state, socket: sock, typing: typing, approvals: approvals };
