@@ -6,7 +6,8 @@ leases (`chat.leases`): a killed process's sockets stop counting within one leas
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+import uuid
+from collections import defaultdict, deque
 from functools import cache
 
 from django.conf import settings
@@ -50,26 +51,38 @@ async def close_socket(user_id: int, socket_id: str) -> None:
 
 
 class MemoryCounters:
+    """Sends in the last minute per user, as a sliding window of their times."""
+
     def __init__(self) -> None:
-        self.sockets: dict[int, int] = defaultdict(int)
-        self.sends: dict[tuple[int, int], int] = defaultdict(int)
+        self.sends: dict[int, deque[float]] = defaultdict(deque)
 
     async def allow_send(self, user_id: int) -> bool:
-        window = int(time.time() // SEND_WINDOW_SECS)
-        for key in [k for k in self.sends if k[1] < window]:
-            del self.sends[key]
-        self.sends[(user_id, window)] += 1
-        return self.sends[(user_id, window)] <= settings.NOUS_SENDS_PER_MINUTE
+        now = time.time()
+        times = self.sends[user_id]
+        while times and times[0] <= now - SEND_WINDOW_SECS:
+            times.popleft()
+        if len(times) >= settings.NOUS_SENDS_PER_MINUTE:
+            return False  # a refused send does not count
+        times.append(now)
+        return True
 
 
 class RedisCounters:
+    """The same sliding window as a sorted set per user, shared by every process."""
+
     async def allow_send(self, user_id: int) -> bool:
-        key = f"nous:sends:{user_id}:{int(time.time() // SEND_WINDOW_SECS)}"
+        key, now = f"nous:sends:{user_id}", time.time()
+        member = f"{now}:{uuid.uuid4().hex[:8]}"
         async with redis_client().pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, SEND_WINDOW_SECS * 2)
-            count, _ = await pipe.execute()
-        return count <= settings.NOUS_SENDS_PER_MINUTE
+            pipe.zremrangebyscore(key, "-inf", now - SEND_WINDOW_SECS)
+            pipe.zadd(key, {member: now})
+            pipe.zcard(key)
+            pipe.expire(key, SEND_WINDOW_SECS + 1)
+            _, _, count, _ = await pipe.execute()
+        if count > settings.NOUS_SENDS_PER_MINUTE:
+            await redis_client().zrem(key, member)  # a refused send does not count
+            return False
+        return True
 
 
 @cache
