@@ -4,7 +4,7 @@ for a human's approval."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import lru_cache
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -15,6 +15,9 @@ from chat.db import db_call
 from chat.models import Message
 
 SEARCH_RESULTS = 5
+# search_my_messages's schema, written out: a Tool built per run should not parse its signature.
+SEARCH_PARAMETERS = {"type": "object", "properties": {"query": {"type": "string", "description": "the words to look for (case does not matter)"}},
+                     "required": ["query"]}
 
 
 def search_tool(author_id: int | None, conversation_id: str, in_room: bool) -> Tool:
@@ -36,16 +39,25 @@ def search_tool(author_id: int | None, conversation_id: str, in_room: bool) -> T
             return "No messages found."
         return "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M}: {r['content'][:300]}" for r in rows)
 
-    return Tool(search_my_messages)
+    return Tool(search_my_messages, parameters=SEARCH_PARAMETERS)
 
 
 def tools_for(author_id: int | None, conversation_id: str, in_room: bool, approval_tools: list[str] | None = None) -> list[Tool]:
     """The run's tools; those named in `approval_tools` (the conversation's, else the setting's) wait."""
-    tools: list[Any] = [*builtin_tools(), search_tool(author_id, conversation_id, in_room)]
-    waiting = settings.NOUS_APPROVAL_TOOLS if approval_tools is None else approval_tools
-    for path in settings.NOUS_TOOLS:
+    waiting = tuple(settings.NOUS_APPROVAL_TOOLS if approval_tools is None else approval_tools)
+    search = search_tool(author_id, conversation_id, in_room)
+    search.needs_approval = search.name in waiting
+    return [*_shared_tools(waiting, tuple(settings.NOUS_TOOLS)), search]
+
+
+@lru_cache(maxsize=64)
+def _shared_tools(waiting: tuple[str, ...], paths: tuple[str, ...]) -> tuple[Tool, ...]:
+    """The tools that hold no per-run state, built once per approval set: building a tool reads
+    its signature and docstring, and this is on the path to a run's first token."""
+    tools: list[Tool] = builtin_tools()
+    for path in paths:
         found = import_string(path)
         tools.append(found if isinstance(found, Tool) else Tool(found))
     for one in tools:
         one.needs_approval = one.needs_approval or one.name in waiting
-    return tools
+    return tuple(tools)
