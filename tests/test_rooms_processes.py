@@ -88,3 +88,22 @@ async def test_a_room_spans_two_processes_and_a_killed_one_leaves_no_ghost(alice
     gone = await b.recv_until(lambda f: f["type"] == "presence" and f["participants"] == ["bob"], timeout=LEASE_SECS * 3)
     assert gone["participants"] == ["bob"]
     await b.ws.close()
+
+
+@pytest.fixture
+def one_server(django_db_setup, tmp_path):
+    server = start_server(tmp_path / "uvicorn.log")
+    yield server
+    stop_server(server)
+
+
+async def test_a_tab_that_vanishes_without_a_close_frame_leaves_the_room(alice, bob, settings, one_server):
+    settings.SECRET_KEY = SECRET
+    room = await sync_to_async(create_room)(alice, "Vanishing", model="test:")
+    a = await join(one_server, alice, room)
+    b = await join(one_server, bob, room)
+    assert (await a.recv_until(of_type("presence")))["participants"] == ["alice", "bob"]
+    b.ws.transport.abort()  # the laptop lid closes: no close frame, the TCP connection just goes
+    gone = await a.recv_until(lambda f: f["type"] == "presence" and f["participants"] == ["alice"], timeout=LEASE_SECS * 10)
+    assert gone["participants"] == ["alice"]
+    await a.ws.close()
