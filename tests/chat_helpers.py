@@ -3,13 +3,13 @@
 import uuid
 
 from chat.models import AgentRun, Message
+from chat.runs.replay import SEQ_FRAMES
 
 
 def send_frame(content: str, client_id: str | None = None) -> dict:
     return {"type": "message.send", "content": content, "client_id": client_id or str(uuid.uuid4())}
 
 
-SEQ_FRAMES = ("run.delta", "run.tool_call", "run.tool_result", "run.approval_required")
 
 
 def deltas_text(frames: list[dict], run_id: str | None = None) -> str:

@@ -10,9 +10,9 @@ from channels.layers import get_channel_layer
 from chat.fanout import conversation_hub, group_for, layer_event
 from chat.models import Conversation, Message
 from chat.runs import lifecycle, queueing
-from chat.runs.replay import replay_log
+from chat.runs.replay import SEQ_FRAMES, replay_log
 from rooms.models import create_room
-from tests.chat_helpers import SEQ_FRAMES, deltas_text
+from tests.chat_helpers import deltas_text
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 

@@ -37,12 +37,11 @@ def needs_approval(tool_name: str) -> bool:
 
 def request_approval(run_id: str, call: Any) -> ToolApproval:
     """The approval row of this call (made now, or the one made before a restart)."""
-    arguments = call.arguments if isinstance(call.arguments, dict) else {}
-    digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
+    arguments = _arguments_of(call)
     try:
         with transaction.atomic():
             return ToolApproval.objects.create(
-                run_id=run_id, tool_call_id=call.id, name=call.name, arguments=arguments, arguments_hash=digest,
+                run_id=run_id, tool_call_id=call.id, name=call.name, arguments=arguments, arguments_hash=_hash_of(arguments),
                 expires_at=timezone.now() + timedelta(seconds=settings.NOUS_APPROVAL_TIMEOUT_SECS),
             )
     except IntegrityError:
@@ -54,10 +53,18 @@ def decision_of(run_id: str, call: Any) -> ToolApproval | None:
     approval = ToolApproval.objects.filter(run_id=run_id, tool_call_id=call.id).first()
     if approval is None or approval.status == ToolApproval.Status.PENDING:
         return None
-    arguments = call.arguments if isinstance(call.arguments, dict) else {}
-    if approval.arguments_hash != hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest():
+    if approval.arguments_hash != _hash_of(_arguments_of(call)):
         return None  # not the call that was approved
     return approval
+
+
+def _arguments_of(call: Any) -> dict[str, Any]:
+    return call.arguments if isinstance(call.arguments, dict) else {}
+
+
+def _hash_of(arguments: dict[str, Any]) -> str:
+    """What binds an approval to the exact arguments it was asked for."""
+    return hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
 
 
 def pause_run(run_id: str, text: str, seq: int, state: dict[str, Any]) -> str | None:
