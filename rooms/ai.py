@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chat.db import db_call
@@ -44,11 +44,16 @@ def should_answer(content: str, ai_name: str, silent_for: timedelta) -> bool:
     return addresses_ai(content, ai_name) or bool(QUESTION.search(content)) or silent_for >= SILENCE_BEFORE_CHIMING_IN
 
 
-def ai_silent_for(room: Room) -> timedelta:
-    """Since the AI's last answer in the room (since the room was made, if it never spoke)."""
-    last = Message.objects.filter(conversation_id=room.conversation_id, role=Message.Role.ASSISTANT).aggregate(
-        at=Max("created_at"))["at"]
-    return timezone.now() - (last or room.created_at)
+def ai_should_answer(room_id: int, content: str) -> bool:
+    """Whether the room's AI answers `content`: one read of the room with its AI's last answer time."""
+    last_answer = Message.objects.filter(conversation_id=OuterRef("conversation_id"), role=Message.Role.ASSISTANT)
+    room = (Room.objects.filter(id=room_id)
+            .annotate(last_answer_at=Subquery(last_answer.order_by("-id").values("created_at")[:1]))
+            .values("ai_active", "ai_name", "created_at", "last_answer_at").get())
+    if not room["ai_active"]:
+        return False
+    silent_for = timezone.now() - (room["last_answer_at"] or room["created_at"])
+    return should_answer(content, room["ai_name"], silent_for)
 
 
 def room_snapshot(room: Room, participants: list[str]) -> RunSnapshot:

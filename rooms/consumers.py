@@ -91,7 +91,7 @@ class RoomConsumer(ConversationSocket):
             await self._typing_stopped()
         sent = await actions.do_store_message(self.conversation, self.scope["user"], content, frame["client_id"],
                                               self.socket_id, reply=self.send_frame)
-        if sent.duplicate or not await self._ai_should_answer(content):
+        if sent.duplicate or not await db_call(ai.ai_should_answer)(self.room.id, content):
             return
         participants = await presence.participants(self.conversation.id)
         run_id = await db_call(ai.queue_or_fold)(self.room.id, sent.message, participants)
@@ -158,12 +158,6 @@ class RoomConsumer(ConversationSocket):
         # Never echoed to the typer: not to this tab, nor to the typer's other tabs.
         await publish(self.conversation.id, {"type": "typing", "user": self.username, "typing": typing},
                       exclude=f"user:{self.scope['user'].id}")
-
-    async def _ai_should_answer(self, content: str) -> bool:
-        room = await db_call(Room.objects.only("ai_active", "ai_name", "created_at", "conversation_id").get)(id=self.room.id)
-        if not room.ai_active:
-            return False
-        return ai.should_answer(content, room.ai_name, await db_call(ai.ai_silent_for)(room))
 
     @db_call
     def _get_room(self, slug: str) -> Room | None:
