@@ -22,7 +22,7 @@ migrate: setup
 
 # The embedded default: SQLite, in-memory channel layer, runs in-process. One ASGI process.
 run: migrate
-	@$(PY) manage.py demo_user
+	@$(PY) manage.py demo_user --url http://$(HOST):$(PORT)/
 	@echo "Serving Nous Chat on http://$(HOST):$(PORT)/  (Ctrl+C to stop)"
 	$(VENV)/bin/uvicorn nous_site.asgi:application --host $(HOST) --port $(PORT) \
 		--ws wsproto --ws-per-message-deflate false --ws-max-size 65536 --lifespan off --log-level warning

@@ -10,6 +10,9 @@ PASSWORD_FILE = settings.BASE_DIR / "var" / "demo-password"
 class Command(BaseCommand):
     help = "DEBUG only: create the demo user (once) and print how to log in."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the chat is served (printed)")
+
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("demo_user only runs with DEBUG on")
@@ -21,5 +24,5 @@ class Command(BaseCommand):
             PASSWORD_FILE.parent.mkdir(exist_ok=True)
             PASSWORD_FILE.write_text(password)
         if PASSWORD_FILE.exists():
-            return f"Log in at http://127.0.0.1:8000/ as '{name}' with password '{PASSWORD_FILE.read_text()}' (also admin)."
-        return f"Log in at http://127.0.0.1:8000/ as '{name}' (its password was changed by hand)."
+            return f"Log in at {options['url']} as '{name}' with password '{PASSWORD_FILE.read_text()}' (also admin)."
+        return f"Log in at {options['url']} as '{name}' (its password was changed by hand)."
