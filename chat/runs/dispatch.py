@@ -63,7 +63,7 @@ async def stop_run(run_id: str, by: str = "") -> bool:
             return True
         return await stop_run(run_id)  # it started meanwhile
     if state == "waiting":  # paused for an approval: no worker holds it
-        text, seq = await db_call(lifecycle.paused_text)(run_id)
+        _, text, seq = await db_call(lifecycle.checkpointed)(run_id)
         frame = await db_call(lifecycle.finish_run)(run_id, "stopped", text, seq, condition=Q(status=AgentRun.Status.WAITING))
         if frame is not None:
             await publish_end(frame["conversation_id"], frame)

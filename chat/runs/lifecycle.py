@@ -239,10 +239,11 @@ def request_stop(run_id: str, by: str = "") -> str | None:
     return None
 
 
-def paused_text(run_id: str) -> tuple[str, int]:
-    """The text and last seq a waiting run stopped at."""
+def checkpointed(run_id: str) -> tuple[str, str, int]:
+    """A run's status, its text as last checkpointed and its last seq (a waiting run's are final;
+    a streaming run's replay log may hold newer text)."""
     run = AgentRun.objects.select_related("message").get(id=run_id)
-    return (run.message.content if run.message else ""), run.last_seq
+    return run.status, (run.message.content if run.message else ""), run.last_seq
 
 
 def stale_condition(stale_secs: float | None = None, queued_secs: float | None = None) -> Q:

@@ -46,7 +46,7 @@ async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | N
     sockets (`run.failed`); the watchdog's sweep and the admin's action. Returns those it ended."""
     ended = []
     for run_id in run_ids:
-        status, checkpointed, last_seq = await db_call(_run_state)(run_id)
+        status, checkpointed, last_seq = await db_call(lifecycle.checkpointed)(run_id)
         replay = await replay_log().read(run_id)
         text, seq = (replay.text, replay.last_seq) if replay else (checkpointed, last_seq)
         what = why or ("stopped responding" if status == AgentRun.Status.RUNNING else "was never picked up by a worker")
@@ -60,12 +60,6 @@ async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | N
 
 def _conversation_of(run_id: str) -> str:
     return str(AgentRun.objects.values_list("conversation_id", flat=True).get(id=run_id))
-
-
-def _run_state(run_id: str) -> tuple[str, str, int]:
-    """Status, checkpointed text and last seq of a run (the text the log holds is newer, if any)."""
-    run = AgentRun.objects.select_related("message").get(id=run_id)
-    return run.status, run.message.content if run.message else "", run.last_seq
 
 
 def ensure_watchdog() -> None:
