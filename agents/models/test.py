@@ -12,9 +12,9 @@ a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10
   arithmetic found in the prompt, else `6 * 7`). `tool` is the same for one name.
 - `tool_rounds`: how many responses in a row call the tools, default 1 (more than the agent's
   round limit makes the run fail with `tool_loop`).
-- `window`: a context window in tokens; a request whose prompt (counted as about 4 characters a
-  token, the way real tokenizers run on English) plus its answer exceeds it fails as a provider
-  refuses a too-long prompt: `context_length`, not retryable.
+- `window`: a context window in tokens; a request whose prompt (instructions, messages and tool
+  definitions, counted as about 4 characters a token, the way real tokenizers run on English) plus
+  its answer exceeds it fails as a provider refuses a too-long prompt: `context_length`, not retryable.
 The answer after tool calls opens with what the tools returned.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ class TestModel:
 
 def _prompt_tokens(request: ModelRequest) -> int:
     texts = [request.instructions, *(str(m.get("content") or "") for m in request.messages)]
+    texts.append(json.dumps([t.__dict__ for t in request.tools]) if request.tools else "")
     return sum(-(-len(text) // 4) for text in texts)
 
 
