@@ -54,7 +54,8 @@ class Link:
 
 @dataclass
 class ChainRun:
-    """The chain's state during one run: which model is answering, how many messages were left out."""
+    """The chain's state during one run: which model is answering, and how many of the oldest
+    messages its latest request left out."""
 
     links: list[Link]
     windows: Mapping[str, int]
@@ -91,7 +92,7 @@ class ChainRun:
         on_link.model, on_link.breaker = model, breaker
         for attempt in (1, 2):
             fitted = fit_messages(messages, budget, fixed_tokens=fixed)
-            if fitted.dropped > self.dropped:
+            if fitted.dropped != self.dropped:  # the request that answers is the last one sent
                 self.dropped = fitted.dropped
                 yield ContextTrimmed(fitted.dropped)
             request = ModelRequest(fitted.messages, agent.instructions, agent.model_settings, definitions)

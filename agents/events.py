@@ -139,7 +139,9 @@ class ModelFallback:
 
 @dataclass(frozen=True)
 class ContextTrimmed:
-    """The oldest `dropped_messages` of the history were left out so the request fits the model's window."""
+    """The oldest `dropped_messages` of the history were left out so the request fits the model's window.
+
+    Sent again whenever the number changes (a later tool round, a fallback with another window)."""
 
     dropped_messages: int
     kind: Literal["context_trimmed"] = "context_trimmed"

@@ -164,3 +164,10 @@ def test_the_setting_names_the_variable_on_a_bad_value(monkeypatch):
     monkeypatch.setenv("NOUS_CONTEXT_WINDOWS", "test:=many")
     with pytest.raises(ImproperlyConfigured, match="NOUS_CONTEXT_WINDOWS='test:=many' is not valid"):
         envwindows("NOUS_CONTEXT_WINDOWS")
+
+
+async def test_a_fallback_with_a_larger_window_sees_more_and_the_result_says_so():
+    agent = Agent("test:fail=provider_error,window=300,tps=0", fallback=["test:tps=0,words=5"])
+    events = await collect(agent, "and now?", message_history=history(10))
+    assert [e.dropped_messages for e in events if isinstance(e, ContextTrimmed)] == [18, 0]
+    assert events[-1].result.trimmed_messages == 0 and events[-1].result.model == "test:tps=0,words=5"
