@@ -48,7 +48,8 @@ async def test_a_retry_is_counted_and_no_fallback_is_named(alice, sockets):
 
 
 async def test_a_long_conversation_is_trimmed_to_the_window_instead_of_failing(alice, sockets):
-    # About 800 tokens of history, tools and answer: over the window unless older turns are left out.
+    # Over the window unless older turns are left out. 800, not fewer: the built-in tools'
+    # definitions alone are estimated near 300 tokens on every request.
     model = "test:window=800,words=20,tps=0"
     conversation = await Conversation.objects.acreate(owner=alice, model=model)
     for n in range(8):

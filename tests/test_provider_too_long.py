@@ -37,7 +37,7 @@ async def test_a_too_long_error_is_its_own_code_and_not_retried(provider, llm_se
 async def test_a_too_long_error_is_answered_by_trimming_harder_once(provider, llm_server):
     # The estimate says the history fits the window; the provider counts more and refuses.
     llm_server.script(TOO_LONG[provider.name], text(["fits ", "now"]))
-    agent = make_agent(provider, llm_server, context_windows={f"{provider.name}:": 2000})
+    agent = make_agent(provider, llm_server, context_windows={f"{provider.name}:": 2000}, instructions="Be brief.")
     events = await collect(agent.run_stream("Hi", message_history=history(6)))
     assert isinstance(events[-1], Finished) and events[-1].result.output == "fits now"
     trimmed = next(e for e in events if isinstance(e, ContextTrimmed))
@@ -45,6 +45,7 @@ async def test_a_too_long_error_is_answered_by_trimming_harder_once(provider, ll
     first, second = llm_server.bodies()
     assert len(first["messages"]) - len(second["messages"]) == trimmed.dropped_messages
     assert "Hi" in str(second["messages"][-1]) and "question 5" in str(second["messages"])  # the newest turns stay
+    assert "Be brief." in str(second.get("system")) + str(second["messages"][0])  # and the instructions
 
 
 async def test_trimming_harder_is_tried_once_only(provider, llm_server):
