@@ -6,15 +6,18 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from agents import config
 from agents.breaker import CircuitBreaker, breaker_for
+from agents.chain import ChainRun, Link, model_label
 from agents.errors import ProviderError
 from agents.events import (
     AgentEvent,
+    ContextTrimmed,
     Finished,
     ModelEvent,
+    ModelFallback,
     ResponseEnd,
     Retrying,
     RunError,
@@ -43,6 +46,10 @@ class Agent:
     back to the model, and the model is called again, until it answers without tool calls. After
     `max_tool_rounds` rounds a response that still asks for tools ends the run with `tool_loop`.
     A tool that raises, or arguments that do not fit it, become an error result for the model.
+
+    `fallback` models are tried in order when the model fails before any text was streamed
+    (`ModelFallback` says so; see `agents.chain`). Each request is trimmed from the oldest turns to
+    the model's context window (`agents.windows`, overridden by `context_windows`): `ContextTrimmed`.
     """
 
     def __init__(
@@ -57,6 +64,8 @@ class Agent:
         max_tool_rounds: int | None = None,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        fallback: Iterable[str | Model] = (),
+        context_windows: Mapping[str, int] | None = None,
     ) -> None:
         self.model: Model = resolve_model(model) if isinstance(model, str) else model
         self.instructions = instructions
@@ -67,6 +76,9 @@ class Agent:
         self.max_tool_rounds = config.max_tool_rounds() if max_tool_rounds is None else max_tool_rounds
         self.breaker = breaker or breaker_for(self.model.provider)
         self._sleep = sleep
+        self.links = [Link(model_label(model), self.model, self.breaker, self.model)]
+        self.links += [Link(model_label(m), m) for m in fallback]
+        self.context_windows = dict(context_windows or {})
 
     async def run(self, prompt: str | list[dict[str, Any]], *, message_history: list[dict[str, Any]] | None = None) -> RunResult:
         """Run to the end and return the result; raise `ProviderError` if the run failed."""
@@ -78,18 +90,22 @@ class Agent:
         raise ProviderError("internal", "the run ended without a result")
 
     async def run_stream(
-        self, prompt: str | list[dict[str, Any]], *, message_history: list[dict[str, Any]] | None = None
+        self, prompt: str | list[dict[str, Any]], *, message_history: list[dict[str, Any]] | None = None,
+        text_streamed: bool = False,
     ) -> AsyncIterator[AgentEvent]:
-        """Stream one run: the prompt (or messages) after `message_history`."""
+        """Stream one run: the prompt (or messages) after `message_history`.
+
+        `text_streamed`: this run already streamed text before (it goes on after a pause), so it never falls back.
+        """
         new_messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         messages = list(message_history or []) + new_messages
         usage = Usage()
         output = ""
+        chain = ChainRun(self.links, self.context_windows)
         for round_number in itertools.count():
-            request = ModelRequest(messages, self.instructions, self.model_settings, [t.definition for t in self.tools.values()])
             text, calls = "", []
             try:
-                async for event in self._stream_with_retries(request):
+                async for event in chain.stream(self, messages, may_switch=not (output or text_streamed)):
                     if isinstance(event, TextDelta):
                         text += event.text
                         yield event
@@ -100,7 +116,7 @@ class Agent:
                         yield event
                     elif isinstance(event, ResponseEnd):
                         usage = usage + event.usage
-                    elif isinstance(event, Retrying):
+                    elif isinstance(event, (Retrying, ModelFallback, ContextTrimmed)):
                         yield event
             except ProviderError as error:
                 yield RunError(error, output + text)
@@ -116,7 +132,7 @@ class Agent:
             messages.append(assistant)
             new_messages.append(assistant)
             if not calls:
-                yield Finished(RunResult(output, usage, new_messages))
+                yield Finished(RunResult(output, usage, new_messages, chain.label, chain.dropped))
                 return
             if round_number >= self.max_tool_rounds:
                 message = f"The model was still calling tools after {self.max_tool_rounds} rounds"

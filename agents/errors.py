@@ -14,8 +14,8 @@ class ProviderError(Exception):
     """A provider call failed.
 
     `code` is one of PROTOCOL.md's error codes (`provider_error`, `provider_unavailable`,
-    `rate_limited`, `timeout`, `overloaded`, `internal`) or `tool_loop` (the model kept calling
-    tools); `retryable` says whether the same request may succeed later; `retry_after` is the
+    `rate_limited`, `timeout`, `overloaded`, `internal`), `tool_loop` (the model kept calling
+    tools) or `context_length` (the prompt does not fit the model's context window); `retryable` says whether the same request may succeed later; `retry_after` is the
     provider's hint in seconds, if it gave one.
     """
 

@@ -91,6 +91,10 @@ class RunResult:
     output: str
     usage: Usage
     new_messages: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    """The model string that answered: the agent's model, or the fallback it switched to."""
+    trimmed_messages: int = 0
+    """How many of the oldest history messages were left out to fit the context window."""
 
 
 @dataclass(frozen=True)
@@ -122,4 +126,25 @@ class Retrying:
     kind: Literal["retry"] = "retry"
 
 
-AgentEvent = Union[TextDelta, ToolCall, ToolResult, Retrying, Finished, RunError]
+@dataclass(frozen=True)
+class ModelFallback:
+    """`from_model` failed before any text was streamed; the run goes on with `to_model`."""
+
+    from_model: str
+    to_model: str
+    error_code: str
+    """The `ProviderError.code` that made `from_model` give up."""
+    kind: Literal["fallback"] = "fallback"
+
+
+@dataclass(frozen=True)
+class ContextTrimmed:
+    """The oldest `dropped_messages` of the history were left out so the request fits the model's window.
+
+    Sent again whenever the number changes (a later tool round, a fallback with another window)."""
+
+    dropped_messages: int
+    kind: Literal["context_trimmed"] = "context_trimmed"
+
+
+AgentEvent = Union[TextDelta, ToolCall, ToolResult, Retrying, ModelFallback, ContextTrimmed, Finished, RunError]

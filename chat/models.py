@@ -26,6 +26,8 @@ class Conversation(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     # Tool names that wait for a human's approval here; None: settings.NOUS_APPROVAL_TOOLS.
     approval_tools = models.JSONField(null=True, blank=True)
+    # Model strings tried in order when `model` fails before any text (agents.chain).
+    fallback_models = models.JSONField(default=list, blank=True)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -50,6 +52,7 @@ class Conversation(models.Model):
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "approval_tools": self.approval_tools,
+            "fallback_models": self.fallback_models,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +159,7 @@ class AgentRun(models.Model):
     model_settings = models.JSONField(default=dict, blank=True)
     context_messages = models.PositiveIntegerField(null=True, blank=True)  # None: NOUS_CONTEXT_MESSAGES
     approval_tools = models.JSONField(null=True, blank=True)  # None: NOUS_APPROVAL_TOOLS
+    fallback_models = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -37,6 +37,7 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
         "temperature": ((*NUMBER, type(None)), False),
         "max_tokens": ((int, type(None)), False),
         "approval_tools": ((list, type(None)), False),
+        "fallback_models": ((list, type(None)), False),
     },
     "message.edit": {"id": (str, True), "content": (str, True)},
     "message.delete": {"id": (str, True)},
@@ -132,7 +133,7 @@ SERVER_FRAMES: dict[str, dict[str, Any]] = {
     "pong": {},
 }
 ERROR_CODES = {"bad_request", "too_long", "busy", "rate_limited", "forbidden", "not_found", "provider_error",
-               "provider_unavailable", "timeout", "overloaded", "internal", "tool_loop"}
+               "provider_unavailable", "timeout", "overloaded", "internal", "tool_loop", "context_length"}
 
 
 def check_message(label: str, message: Any) -> None:

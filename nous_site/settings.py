@@ -287,6 +287,24 @@ NOUS_MAX_MESSAGE_CHARS = envint("NOUS_MAX_MESSAGE_CHARS", 8000, min=1)
 NOUS_MAX_FRAME_BYTES = envint("NOUS_MAX_FRAME_BYTES", 64 * 1024, min=1)
 NOUS_HISTORY_PAGE_SIZE = envint("NOUS_HISTORY_PAGE_SIZE", 50, min=1)
 NOUS_CONTEXT_MESSAGES = envint("NOUS_CONTEXT_MESSAGES", 40, min=1)
+
+
+def envwindows(name: str) -> dict[str, int]:
+    """Context window overrides, `provider:model=tokens,...` (agents.windows); a bad value stops start-up."""
+    from agents.errors import AgentConfigError
+    from agents.windows import parse_windows
+
+    value = os.getenv(name, "")
+    try:
+        return parse_windows(value)
+    except AgentConfigError as error:
+        raise ImproperlyConfigured(f"{name}={value!r} is not valid: {error}") from None
+
+
+# Per-model context windows in tokens, over agents/windows.py's table; `provider:` sets a provider's default.
+NOUS_CONTEXT_WINDOWS = envwindows("NOUS_CONTEXT_WINDOWS")
+# A conversation's `fallback_models`: at most this many.
+NOUS_MAX_FALLBACK_MODELS = envint("NOUS_MAX_FALLBACK_MODELS", 3, min=0)
 NOUS_MAX_SOCKETS_PER_USER = envint("NOUS_MAX_SOCKETS_PER_USER", 20, min=1)
 NOUS_SENDS_PER_MINUTE = envint("NOUS_SENDS_PER_MINUTE", 30, min=1)
 NOUS_FRAMES_PER_SECOND = envint("NOUS_FRAMES_PER_SECOND", 20, min=1)

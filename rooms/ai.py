@@ -67,7 +67,7 @@ def room_snapshot(room: Room, participants: list[str]) -> RunSnapshot:
     )
     instructions = f"{prompt}\n\n{base.instructions}" if base.instructions else prompt
     return RunSnapshot(base.model, instructions, base.model_settings, context_messages=CONTEXT_MESSAGES,
-                       approval_tools=base.approval_tools)
+                       approval_tools=base.approval_tools, fallback_models=base.fallback_models)
 
 
 def queue_or_fold(room_id: int, trigger: Message, participants: list[str]) -> str | None:

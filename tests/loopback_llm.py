@@ -41,6 +41,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     error_type: str | None = None  # HTTP error body type, or the mid-stream error event's type
     error_message: str = ""
+    error_code: str | None = None  # an OpenAI error body's `code` (default: per status)
     error_after: int | None = None  # send a mid-stream error event after this many chunks
     hang: bool = False  # after the chunks, send nothing more and wait for the client to hang up
     hang_before_headers: bool = False  # with `hang`: not even the status line is sent
@@ -64,9 +65,11 @@ def tool_call(name: str, arguments: Any, **kwargs: Any) -> Reply:
     return tool_calls([(name, arguments)], **kwargs)
 
 
-def http_error(status: int, *, headers: dict[str, str] | None = None, message: str | None = None, error_type: str | None = None) -> Reply:
+def http_error(status: int, *, headers: dict[str, str] | None = None, message: str | None = None, error_type: str | None = None,
+               error_code: str | None = None) -> Reply:
     """Answer with an HTTP error status and the provider's JSON error body."""
-    return Reply(status=status, headers=dict(headers or {}), error_type=error_type, error_message=message or f"scripted HTTP {status}")
+    return Reply(status=status, headers=dict(headers or {}), error_type=error_type, error_message=message or f"scripted HTTP {status}",
+                 error_code=error_code)
 
 
 def stream_error(chunks: Sequence[str], *, error_type: str = "overloaded_error", message: str = "Overloaded", delay: float = 0.005) -> Reply:
@@ -198,7 +201,7 @@ def error_body(path: str, reply: Reply) -> dict[str, Any]:
         kind = reply.error_type or ANTHROPIC_ERROR_TYPES.get(reply.status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": reply.error_message}, "request_id": f"req_{next(_ids):08d}"}
     kind, code = OPENAI_ERROR_TYPES.get(reply.status, ("server_error", None))
-    return {"error": {"message": reply.error_message, "type": reply.error_type or kind, "param": None, "code": code}}
+    return {"error": {"message": reply.error_message, "type": reply.error_type or kind, "param": None, "code": reply.error_code or code}}
 
 
 class LoopbackLLM:

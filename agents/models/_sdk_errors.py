@@ -33,7 +33,15 @@ ERROR_TYPES: dict[str, tuple[str, bool]] = {
     "billing_error": ("provider_error", False),
     "insufficient_quota": ("provider_error", False),
     "BadRequestError": ("provider_error", False),
+    "context_length_exceeded": ("context_length", False),
 }
+# How the providers word a prompt over the model's context window (Anthropic says it in the message only).
+TOO_LONG_PHRASES = ("prompt is too long", "context_length_exceeded", "maximum context length", "exceed context limit")
+
+
+def is_too_long(status: int, message: str, error_code: str | None) -> bool:
+    """Whether an HTTP 400 says the prompt does not fit the model's context window."""
+    return status == 400 and (error_code == "context_length_exceeded" or any(p in message.lower() for p in TOO_LONG_PHRASES))
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -74,10 +82,13 @@ def provider_message(body: object, fallback: str) -> str:
 
 
 def status_error(
-    label: str, status: int, message: str, *, headers: Mapping[str, str] | None = None, error_type: str | None = None
+    label: str, status: int, message: str, *, headers: Mapping[str, str] | None = None, error_type: str | None = None,
+    error_code: str | None = None,
 ) -> ProviderError:
     """The `ProviderError` for an HTTP error status (`label` names the provider in the message)."""
     retry_after = parse_retry_after(headers)
+    if is_too_long(status, message, error_code):
+        return ProviderError("context_length", f"{label}: the conversation is too long for the model: {message}", False, None, status)
     if status in (401, 403):
         return ProviderError("provider_error", f"{label} refused the API key (HTTP {status}): {message}", False, None, status)
     if status == 429:

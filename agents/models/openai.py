@@ -123,7 +123,7 @@ class OpenAIModel:
         label = self.label
         if isinstance(exc, openai.APIStatusError):
             message = provider_message(exc.body, str(exc))
-            return status_error(label, exc.status_code, message, headers=headers_of(exc), error_type=exc.type)
+            return status_error(label, exc.status_code, message, headers=headers_of(exc), error_type=exc.type, error_code=exc.code)
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError("timeout", f"{label} request timed out", True)
         if isinstance(exc, openai.APIConnectionError):

@@ -12,6 +12,9 @@ a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10
   arithmetic found in the prompt, else `6 * 7`). `tool` is the same for one name.
 - `tool_rounds`: how many responses in a row call the tools, default 1 (more than the agent's
   round limit makes the run fail with `tool_loop`).
+- `window`: a context window in tokens; a request whose prompt (instructions, messages and tool
+  definitions, counted as about 4 characters a token, the way real tokenizers run on English) plus
+  its answer exceeds it fails as a provider refuses a too-long prompt: `context_length`, not retryable.
 The answer after tool calls opens with what the tools returned.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -60,6 +64,7 @@ class TestModel:
     fail_times: int | None = None
     tools: tuple[str, ...] = ()
     tool_rounds: int = 1
+    window: int | None = None
     provider: str = "test"
     name: str = ""
     supported_settings: frozenset[str] = frozenset({"max_tokens"})
@@ -87,6 +92,7 @@ class TestModel:
                 fail_times=int(options["fail_times"]) if "fail_times" in options else None,
                 tools=tuple(filter(None, (options.pop("tools", "") or options.pop("tool", "")).split("+"))),
                 tool_rounds=int(options.pop("tool_rounds", 1)),
+                window=int(options.pop("window")) if "window" in options else None,
                 name=name,
             )
         except ValueError as exc:
@@ -100,9 +106,25 @@ class TestModel:
             raise AgentConfigError(f"test model: words must be between 0 and {MAX_WORDS}")
         if model.tokens_per_second != 0 and not MIN_TPS <= model.tokens_per_second <= MAX_TPS:
             raise AgentConfigError(f"test model: tps must be 0 (no delay) or between {MIN_TPS} and {MAX_TPS}")
+        if model.window is not None and model.window < 1:
+            raise AgentConfigError("test model: window must be a positive number of tokens")
         if not 0 <= model.tool_rounds <= MAX_TOOL_ROUNDS:
             raise AgentConfigError(f"test model: tool_rounds must be between 0 and {MAX_TOOL_ROUNDS}")
         return model
+
+    @property
+    def context_window(self) -> int | None:
+        """The `window` option: what `agents.windows` trims requests to."""
+        return self.window
+
+    def _check_window(self, request: ModelRequest) -> None:
+        if self.window is None:
+            return
+        prompt = _prompt_tokens(request)
+        answer = min(self.words, int(request.settings.get("max_tokens") or self.words))
+        if prompt + answer > self.window:
+            # As Anthropic words it (HTTP 400 invalid_request_error).
+            raise ProviderError("context_length", f"prompt is too long: {prompt} tokens + {answer} > {self.window} maximum", False, None, 400)
 
     def answer_for(self, request: ModelRequest) -> list[str]:
         """The words this model answers a request with: a pure function of the last user message."""
@@ -121,6 +143,7 @@ class TestModel:
         self.calls += 1
         input_tokens = _count_words(request.messages) + len(request.instructions.split())
         turn = _since_last_user(request.messages)
+        self._check_window(request)
         if self.tools and sum(1 for m in turn if m.get("tool_calls")) < self.tool_rounds:
             prefix = "call_" + hashlib.sha256(repr(request.messages).encode()).hexdigest()[:12]
             definitions = {t.name: t for t in request.tools}
@@ -143,6 +166,12 @@ class TestModel:
             await asyncio.sleep(delay if index else 0)
             yield TextDelta(words[index])
         yield ResponseEnd(Usage(input_tokens, len(words)))
+
+
+def _prompt_tokens(request: ModelRequest) -> int:
+    texts = [request.instructions, *(str(m.get("content") or "") for m in request.messages)]
+    texts.append(json.dumps([t.__dict__ for t in request.tools]) if request.tools else "")
+    return sum(-(-len(text) // 4) for text in texts)
 
 
 def _since_last_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -137,20 +137,37 @@ async def do_update_settings(conversation: Conversation, frame: dict[str, Any]) 
     await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
 
 
+def checked_model(model: str) -> str:
+    """A model string a user may pick, stripped; `FrameError` if it is malformed or its provider is not enabled."""
+    try:
+        provider, _ = parse_model_id(model)
+        if provider not in settings.NOUS_ALLOWED_PROVIDERS:
+            raise AgentConfigError(f"The {provider!r} provider is not enabled on this server")
+        if provider == "test":
+            resolve_model(model)  # checks the test model's options and bounds
+    except AgentConfigError as error:
+        raise FrameError("bad_request", str(error)) from None
+    return model.strip()
+
+
+def checked_fallbacks(models: list[Any] | None) -> list[str]:
+    """`fallback_models`: each checked as `model` is, at most NOUS_MAX_FALLBACK_MODELS; null clears them."""
+    models = models or []
+    limit = settings.NOUS_MAX_FALLBACK_MODELS
+    if len(models) > limit or not all(isinstance(m, str) and 0 < len(m) <= 200 and storable(m) for m in models):
+        raise FrameError("bad_request", f"fallback_models: a list of at most {limit} model strings")
+    return [checked_model(m) for m in models]
+
+
 def validated_settings(frame: dict[str, Any]) -> dict[str, Any]:
-    changes = {k: frame[k] for k in ("model", "instructions", "temperature", "max_tokens", "approval_tools") if k in frame}
+    fields = ("model", "instructions", "temperature", "max_tokens", "approval_tools", "fallback_models")
+    changes = {k: frame[k] for k in fields if k in frame}
     if not changes:
         raise FrameError("bad_request", "settings.update: nothing to change")
     if "model" in changes:
-        try:
-            provider, _ = parse_model_id(changes["model"])
-            if provider not in settings.NOUS_ALLOWED_PROVIDERS:
-                raise AgentConfigError(f"The {provider!r} provider is not enabled on this server")
-            if provider == "test":
-                resolve_model(changes["model"])  # checks the test model's options and bounds
-        except AgentConfigError as error:
-            raise FrameError("bad_request", str(error)) from None
-        changes["model"] = changes["model"].strip()
+        changes["model"] = checked_model(changes["model"])
+    if "fallback_models" in changes:
+        changes["fallback_models"] = checked_fallbacks(changes["fallback_models"])
     if len(changes.get("instructions") or "") > MAX_INSTRUCTIONS_CHARS:
         raise FrameError("too_long", f"Instructions are limited to {MAX_INSTRUCTIONS_CHARS} characters")
     temperature = changes.get("temperature")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, Retrying, RunError, TextDelta, ToolCall, ToolResult
+from agents.events import ContextTrimmed, ModelFallback
 from chat.db import db_call
 from chat.runs import approvals, lifecycle
 from chat.runs.approvals import PauseForApproval
@@ -59,6 +60,8 @@ class RunExecution:
         self.first_token_at: Any = None
         self.claimed_at = time.monotonic()
         self.retries = 0
+        self.fallback_model: str | None = None  # the model answering, once the first one gave up
+        self.trimmed_messages = 0
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
         # The benchmark measures our added latency from these (NOUS_BENCH_TIMESTAMPS=1 only).
@@ -104,14 +107,16 @@ class RunExecution:
         try:
             tools = tools_for(self.claimed.author_id, self.conversation_id, self.claimed.in_room, self.claimed.approval_tools)
             agent = Agent(self.claimed.model, instructions=self.claimed.instructions, model_settings=self.claimed.model_settings,  # type: ignore[arg-type]
-                          tools=tools, approver=self._approve)
+                          tools=tools, approver=self._approve, fallback=self.claimed.fallback_models,
+                          context_windows=settings.NOUS_CONTEXT_WINDOWS)
         except AgentConfigError as error:
             self.outcome = ("failed", ProviderError("provider_error", str(error)))
             return
         try:
             if self.claimed.paused_state is not None:
                 await self._resolve_pending(agent)
-                events = agent.run_stream(self.transcript.messages, message_history=self.claimed.history)
+                events = agent.run_stream(self.transcript.messages, message_history=self.claimed.history,
+                                          text_streamed=bool(self.claimed.partial_text))
             else:  # the history ends with the user message that triggered this run
                 events = agent.run_stream(self.claimed.history)
             async for event in events:
@@ -132,6 +137,10 @@ class RunExecution:
                 await self._on_result(self.calls.get(event.tool_call_id), event)
             case Retrying():
                 self.retries += 1
+            case ModelFallback(to_model=to_model):
+                self.fallback_model = to_model
+            case ContextTrimmed(dropped_messages=dropped):
+                self.trimmed_messages = dropped
             case Finished(result=result):
                 self.outcome = ("completed", result.usage.to_dict())
             case RunError(error=error):
@@ -203,7 +212,8 @@ class RunExecution:
         if error:
             RUN_ERRORS.labels(provider, error.get("code", "internal")).inc()
         frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
-                                                    first_token_at=self.first_token_at, retries=self.retries)
+                                                    first_token_at=self.first_token_at, retries=self.retries,
+                                                    fallback_model=self.fallback_model, trimmed_messages=self.trimmed_messages)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ class ClaimedRun:
     # A run that waited for an approval goes on from here (chat.runs.transcript).
     paused_state: dict[str, Any] | None = None
     approval_tools: list[str] | None = None  # None: settings.NOUS_APPROVAL_TOOLS
+    fallback_models: list[str] = field(default_factory=list)
     partial_text: str = ""
     last_seq: int = 0
 
@@ -53,6 +54,7 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
     run = AgentRun.objects.filter(id=run_id).values(
         "model", "instructions", "model_settings", "context_messages", "message_id", "conversation_id", "conversation__kind",
         "trigger_message__author_id", "paused_state", "last_seq", "message__content", "approval_tools",
+        "fallback_models",
     ).get()
     message_id = run["message_id"] or _create_answer_message(run_id, run["conversation_id"])
     return ClaimedRun(
@@ -68,6 +70,7 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
         in_room=run["conversation__kind"] == Conversation.Kind.ROOM,
         paused_state=run["paused_state"],
         approval_tools=run["approval_tools"],
+        fallback_models=run["fallback_models"] or [],
         partial_text=(run["message__content"] or "") if run["paused_state"] else "",
         last_seq=run["last_seq"] if run["paused_state"] else 0,
     )
@@ -138,11 +141,14 @@ def finish_run(
     condition: Q | None = None,
     first_token_at: Any = None,
     retries: int = 0,
+    fallback_model: str | None = None,
+    trimmed_messages: int = 0,
 ) -> dict[str, Any] | None:
     """End an active run once: store the final text and usage, return the frame to publish.
 
     Returns None if the run had already ended (someone else won the race). `condition` narrows
-    which runs may be ended (the watchdog's staleness test).
+    which runs may be ended (the watchdog's staleness test). `fallback_model` (the model that
+    answered when it was not the run's first) and `trimmed_messages` go into the provenance.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -162,7 +168,7 @@ def finish_run(
         if not won:
             return None
         run = AgentRun.objects.select_related("conversation").get(id=run_id)
-        message = _final_assistant_message(run, status, content, usage, provenance_of(run, now))
+        message = _final_assistant_message(run, status, content, usage, provenance_of(run, now, fallback_model, trimmed_messages))
         if usage:
             Conversation.objects.filter(id=run.conversation_id).update(
                 input_tokens=F("input_tokens") + usage["input_tokens"],
@@ -187,7 +193,7 @@ def finish_run(
         return frame
 
 
-def provenance_of(run: AgentRun, ended_at: Any) -> dict[str, Any]:
+def provenance_of(run: AgentRun, ended_at: Any, fallback_model: str | None = None, trimmed_messages: int = 0) -> dict[str, Any]:
     """How an answer came to be, stored with it (and shown on demand by the page)."""
     def ms(start: Any, end: Any) -> int | None:
         return None if start is None or end is None else round((end - start).total_seconds() * 1000)
@@ -205,7 +211,8 @@ def provenance_of(run: AgentRun, ended_at: Any) -> dict[str, Any]:
         "input_tokens": usage.get("input_tokens"),
         "output_tokens": usage.get("output_tokens"),
         "retries": run.retries,
-        "fallback_model": None,  # the agent library has no fallback chain yet
+        "fallback_model": fallback_model,
+        "trimmed_messages": trimmed_messages,
         "ended": ended,
     }
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from chat.models import AgentRun, Conversation, Message
 
-SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools")
+SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools", "fallback_models")
 
 
 class Busy(Exception):
@@ -32,6 +32,7 @@ class RunSnapshot:
     model_settings: dict[str, Any] = field(default_factory=dict)
     context_messages: int | None = None  # None: settings.NOUS_CONTEXT_MESSAGES
     approval_tools: list[str] | None = None  # None: settings.NOUS_APPROVAL_TOOLS
+    fallback_models: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, conversation: Conversation) -> RunSnapshot:
@@ -42,7 +43,7 @@ class RunSnapshot:
     def of_row(cls, row: dict[str, Any]) -> RunSnapshot:
         chosen = {k: row[k] for k in ("temperature", "max_tokens") if row[k] is not None}
         return cls(model=row["model"], instructions=row["instructions"], model_settings=chosen,
-                   approval_tools=row["approval_tools"])
+                   approval_tools=row["approval_tools"], fallback_models=list(row.get("fallback_models") or []))
 
 
 @dataclass
@@ -115,6 +116,7 @@ def _create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -
         id=run_id, conversation_id=conversation_id, trigger_message=trigger, message=answer, model=snapshot.model,
         instructions=snapshot.instructions, model_settings=snapshot.model_settings,
         context_messages=snapshot.context_messages, approval_tools=snapshot.approval_tools,
+        fallback_models=snapshot.fallback_models,
     )
 
 

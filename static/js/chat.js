@@ -33,6 +33,7 @@
     instructions: $("settings-instructions"),
     temperature: $("settings-temperature"),
     maxTokens: $("settings-max-tokens"),
+    fallbackModels: $("settings-fallback-models"),
     settingsSave: $("settings-save"),
     settingsNote: $("settings-note"),
     settingsIgnored: $("settings-ignored"),
@@ -61,6 +62,7 @@
 
   var util = window.NousPage;
   var uuid = util.uuid, make = util.make, number = util.number;
+  var answerNotes = window.NousAnswerNotes;
 
   // --- messages ---------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@
     util.showBadgeAndTime(record, m);
     if (typeof message.content === "string") record.text = message.content;
     renderUsage(record);
+    answerNotes.render(record);
     draw(record);
   }
 
@@ -278,6 +281,7 @@
       ui.instructions.value = settings.instructions || "";
       ui.temperature.value = settings.temperature == null ? "" : String(settings.temperature);
       ui.maxTokens.value = settings.max_tokens == null ? "" : String(settings.max_tokens);
+      ui.fallbackModels.value = answerNotes.formatModels(settings.fallback_models);
       state.settingsDirty = false;
     }
     var ignored = settings.ignored || [];
@@ -308,6 +312,7 @@
       instructions: ui.instructions.value,
       temperature: temperature === "" ? null : Number(temperature),
       max_tokens: maxTokens === "" ? null : Number(maxTokens),
+      fallback_models: answerNotes.parseModels(ui.fallbackModels.value),
     };
     if (frame.temperature !== null && isNaN(frame.temperature)) return settingsNote("Temperature must be a number.", true);
     if (frame.max_tokens !== null && !Number.isInteger(frame.max_tokens)) return settingsNote("Max tokens must be a whole number.", true);
