@@ -127,16 +127,18 @@ class MemoryBreakerStore:
             if trial is not None and entry.trial == trial:
                 entry.trial = None
 
+    def _snapshot(self, name: str, entry: _Entry, policy: Policy) -> dict[str, object]:
+        state, left = self._state(entry, policy)
+        return {"name": name, "state": state, "failures": entry.failures, "retry_in": round(left, 3)}
+
     async def snapshot(self, name: str, policy: Policy) -> dict[str, object]:
         with self._lock:
-            self._entry(name)
-        return next(s for s in self.states(policy) if s["name"] == name)
+            return self._snapshot(name, self._entry(name), policy)
 
     def states(self, policy: Policy) -> list[dict[str, object]]:
         """Every breaker's snapshot, read without an event loop (for /metrics)."""
         with self._lock:
-            return [{"name": name, "state": state, "failures": entry.failures, "retry_in": round(left, 3)}
-                    for name, entry in self._entries.items() for state, left in [self._state(entry, policy)]]
+            return [self._snapshot(name, entry, policy) for name, entry in self._entries.items()]
 
 
 def default_policy() -> Policy:

@@ -1,8 +1,13 @@
-"""The breaker shared by two real Celery worker processes (production mode): what one opens, the other obeys."""
+"""The breaker shared by processes (production mode): what one worker opens the other obeys, and every
+process's /metrics reports the deployment's breaker."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from datetime import datetime
 
@@ -11,8 +16,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import Client
 
+from agents.breaker import CircuitBreaker
+from agents.errors import ProviderError
 from chat.models import Conversation
-from chat.runs.breaker_store import shared_breaker_states
+from chat.runs.breaker_store import RedisBreakerStore, shared_breaker_states
 from tests.chat_helpers import send_frame
 from tests.conftest import PRODUCTION
 from tests.loopback_llm import http_error, llm_server, text  # noqa: F401  (llm_server is a fixture)
@@ -81,3 +88,40 @@ async def test_failures_in_one_worker_open_the_breaker_for_the_other(alice, sock
     assert completed["message"]["content"] == "Back again" and len(llm_server.requests) == 4  # the one trial
     assert anthropic_state() == {"name": "anthropic", "state": "closed", "failures": 0, "retry_in": 0.0}
     assert sample(await scrape(), 'nous_breaker_open{provider="anthropic"}') == 0
+
+
+SCRAPE = textwrap.dedent("""
+    import django; django.setup()
+    from django.test import RequestFactory
+    from django.test.utils import override_settings
+    from nous_site.metrics import metrics_view
+    with override_settings(NOUS_METRICS_ALLOW=["127.0.0.0/8"]):
+        print(metrics_view(RequestFactory().get("/metrics")).content.decode())
+""")
+
+
+def test_a_process_that_saw_it_open_does_not_outvote_the_scrape(tmp_path):
+    """Several processes of a machine write to PROMETHEUS_MULTIPROC_DIR; the scraping one reads the shared
+    state, and its reading wins over an older one of another process."""
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="nous_site.settings")
+
+    def scrape() -> str:
+        return subprocess.run([sys.executable, "-c", SCRAPE], env=env, check=True, capture_output=True, text=True).stdout
+
+    async def transition(failed: bool) -> None:
+        store = RedisBreakerStore(settings.REDIS_URL)
+        breaker = CircuitBreaker("anthropic", 1, 30, store)
+        if failed:
+            await breaker.record_failure(ProviderError("overloaded", "529", retryable=True))
+        else:
+            await breaker.record_success()
+        await store.aclose()
+
+    asyncio.run(transition(failed=True))
+    opened = scrape()  # this process saw it open, and its file says so
+    assert sample(opened, 'nous_breaker_open{provider="anthropic"}') == 1
+    assert sample(opened, 'nous_breaker_failures{provider="anthropic"}') == 1
+    asyncio.run(transition(failed=False))  # closed by a success in some other process
+    closed = scrape()
+    assert sample(closed, 'nous_breaker_open{provider="anthropic"}') == 0
+    assert sample(closed, 'nous_breaker_failures{provider="anthropic"}') == 0
