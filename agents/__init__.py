@@ -4,7 +4,7 @@ Framework-free: nothing here imports Django.
 """
 
 from agents.agent import Agent
-from agents.breaker import CircuitBreaker, breaker_for, breaker_states
+from agents.breaker import BreakerStore, CircuitBreaker, MemoryBreakerStore, breaker_for, breaker_states, set_breaker_store
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import (
     AgentEvent,
@@ -26,7 +26,8 @@ from agents.retries import RetryPolicy
 from agents.tools import Tool, tool
 
 __all__ = [
-    "Agent", "AgentConfigError", "AgentEvent", "CircuitBreaker", "ContextTrimmed", "Finished", "ModelFallback", "ModelRequest", "ModelSettings",
+    "Agent", "AgentConfigError", "AgentEvent", "BreakerStore", "CircuitBreaker", "ContextTrimmed", "Finished",
+    "MemoryBreakerStore", "ModelFallback", "ModelRequest", "ModelSettings",
     "ProviderError", "ResponseEnd", "Retrying", "RetryPolicy", "RunError", "RunResult", "TextDelta", "Tool", "ToolCall",
-    "ToolDefinition", "ToolResult", "Usage", "breaker_for", "breaker_states", "parse_model_id", "resolve_model", "tool",
+    "ToolDefinition", "ToolResult", "Usage", "breaker_for", "breaker_states", "parse_model_id", "resolve_model", "set_breaker_store", "tool",
 ]

@@ -149,14 +149,14 @@ class Agent:
         attempt = 0
         while True:
             attempt += 1
-            self.breaker.before_call()
+            trial = await self.breaker.before_call()
             streamed = False
             try:
                 async for event in self.model.stream(request):
                     streamed = streamed or not isinstance(event, ResponseEnd)
                     yield event
             except ProviderError as error:
-                self.breaker.record_failure(error)
+                await self.breaker.record_failure(error, trial)
                 # Never retry once the user has seen output: a second answer would be appended.
                 if streamed or not error.retryable or attempt >= self.retry.max_attempts:
                     raise
@@ -171,9 +171,9 @@ class Agent:
             except BaseException:
                 # Cancelled (a stop) or a bug: says nothing about the provider, but a half-open
                 # trial must be released or the breaker would refuse every later call.
-                self.breaker.record_abandoned()
+                await self.breaker.record_abandoned(trial)
                 raise
-            self.breaker.record_success()
+            await self.breaker.record_success(trial)
             return
 
     async def _call_tool(self, call: ToolCall) -> ToolResult:

@@ -30,8 +30,12 @@ FIRST_TOKEN = Histogram("nous_time_to_first_token_seconds", "A worker's claim to
                         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 RUN_SECONDS = Histogram("nous_run_duration_seconds", "Claim to end of a run, by provider", ["provider"],
                         buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-BREAKER_OPEN = Gauge("nous_breaker_open", "1 while a provider's circuit breaker is open (this process)", ["provider"],
-                     multiprocess_mode="max")
+# Read from the shared store at scrape time by the process that serves the scrape: the most recent
+# value is the deployment's (with "max" a process that once saw it open would keep saying so).
+BREAKER_OPEN = Gauge("nous_breaker_open", "1 while a provider's circuit breaker refuses calls (open or half-open)",
+                     ["provider"], multiprocess_mode="mostrecent")
+BREAKER_FAILURES = Gauge("nous_breaker_failures", "A provider's consecutive failures, as its breaker counts them",
+                         ["provider"], multiprocess_mode="mostrecent")
 
 
 def provider_of(model: str) -> str:
@@ -53,18 +57,25 @@ def _allowed(request: HttpRequest) -> bool:
 
 
 def _sample_state() -> None:
-    """Gauges read at scrape time: the queue length and this process's breakers."""
+    """Gauges read at scrape time: the queue length and the breakers (shared by all processes in production)."""
     from django.db import DatabaseError
+    from redis import RedisError
 
-    from agents import breaker
     from chat.models import AgentRun
+    from chat.runs.breaker_store import breaker_states_now
 
     try:
         QUEUED.set(AgentRun.objects.filter(status=AgentRun.Status.QUEUED).count())
     except DatabaseError:  # the rest of the numbers are still worth a scrape; /readyz tells
         log.warning("metrics: the queue length could not be read", exc_info=True)
-    for provider, one in dict(getattr(breaker, "_breakers", {})).items():
-        BREAKER_OPEN.labels(provider).set(1 if one.state == "open" else 0)
+    try:
+        states = breaker_states_now()
+    except RedisError:
+        log.warning("metrics: the breakers could not be read", exc_info=True)
+        return
+    for one in states:
+        BREAKER_OPEN.labels(one["name"]).set(0 if one["state"] == "closed" else 1)
+        BREAKER_FAILURES.labels(one["name"]).set(one["failures"])
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

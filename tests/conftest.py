@@ -45,11 +45,25 @@ def database_threads_closed_at_the_end(django_db_setup, django_db_blocker):
                            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
+def clear_shared_breakers() -> None:
+    """Production mode: forget the breakers every process shares (in Redis)."""
+    if PRODUCTION:
+        import redis
+
+        from chat.runs.breaker_store import PREFIX
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(PREFIX + "*"):
+            client.delete(key)
+
+
 @pytest.fixture(autouse=True)
 def fresh_breakers():
     reset_breakers()
+    clear_shared_breakers()
     yield
     reset_breakers()
+    clear_shared_breakers()
 
 
 def make_user(name: str):

@@ -19,6 +19,7 @@ from agents import (
     ToolResult,
     tool,
 )
+from agents.breaker import MemoryBreakerStore
 from agents.models.test import TestModel
 from chat.runs import coalesce
 from chat.runs.coalesce import DeltaCoalescer
@@ -131,34 +132,35 @@ def test_retry_after_is_honoured_and_capped():
     assert all(policy.base_delay_secs / 2 <= policy.delay(1) <= policy.base_delay_secs for _ in range(50))
 
 
-def test_the_breaker_opens_then_half_opens_after_the_cooldown():
+async def test_the_breaker_opens_then_half_opens_after_the_cooldown():
     now = [0.0]
-    breaker = CircuitBreaker("p", failure_threshold=2, cooldown_secs=10, clock=lambda: now[0])
+    breaker = CircuitBreaker("p", failure_threshold=2, cooldown_secs=10, store=MemoryBreakerStore(lambda: now[0]))
     failure = ProviderError("provider_error", "500", retryable=True)
-    breaker.record_failure(failure)
-    assert breaker.state == "closed"
-    breaker.record_failure(failure)
-    assert breaker.state == "open"
+    await breaker.record_failure(failure)
+    assert await breaker.state() == "closed"
+    await breaker.record_failure(failure)
+    assert await breaker.state() == "open"
     with pytest.raises(ProviderError) as info:
-        breaker.before_call()
+        await breaker.before_call()
     assert info.value.code == "provider_unavailable"
     now[0] = 11
-    assert breaker.state == "half_open"
-    breaker.before_call()  # one trial goes through
+    assert await breaker.state() == "half_open"
+    trial = await breaker.before_call()  # one trial goes through
+    assert trial is not None
     with pytest.raises(ProviderError):
-        breaker.before_call()  # a second one waits for the trial
-    breaker.record_failure(failure)
-    assert breaker.state == "open"
+        await breaker.before_call()  # a second one waits for the trial
+    await breaker.record_failure(failure, trial)
+    assert await breaker.state() == "open"
     now[0] = 22
-    breaker.before_call()
-    breaker.record_success()
-    assert breaker.snapshot() == {"name": "p", "state": "closed", "failures": 0}
+    await breaker.before_call()
+    await breaker.record_success()
+    assert await breaker.snapshot() == {"name": "p", "state": "closed", "failures": 0, "retry_in": 0.0}
 
 
-def test_a_bad_request_does_not_count_against_the_provider():
+async def test_a_bad_request_does_not_count_against_the_provider():
     breaker = CircuitBreaker("p", failure_threshold=1)
-    breaker.record_failure(ProviderError("provider_error", "400", retryable=False))
-    assert breaker.state == "closed"
+    await breaker.record_failure(ProviderError("provider_error", "400", retryable=False))
+    assert await breaker.state() == "closed"
 
 
 async def test_an_open_breaker_fails_runs_fast_without_calling_the_model():
@@ -265,8 +267,8 @@ async def test_the_coalescer_flushes_at_the_size_or_the_deadline(monkeypatch):
 
 async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
     now = [0.0]
-    breaker = CircuitBreaker("test", failure_threshold=1, cooldown_secs=5, clock=lambda: now[0])
-    breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
+    breaker = CircuitBreaker("test", failure_threshold=1, cooldown_secs=5, store=MemoryBreakerStore(lambda: now[0]))
+    await breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
     now[0] = 6  # half-open: the next call is the trial
     first_word = asyncio.Event()
 
@@ -280,7 +282,7 @@ async def test_a_cancelled_trial_call_does_not_jam_a_half_open_breaker():
     with pytest.raises(asyncio.CancelledError):
         await task
     result = await Agent("test:tps=0,words=3", breaker=breaker).run("next")
-    assert len(result.output.split()) == 3 and breaker.state == "closed"
+    assert len(result.output.split()) == 3 and await breaker.state() == "closed"
 
 
 async def test_the_coalescing_window_widens_under_load(monkeypatch):
@@ -301,19 +303,18 @@ async def test_the_coalescing_window_widens_under_load(monkeypatch):
     assert flushed[-1] == "0123456789" * 3
 
 
-def test_a_rate_limit_does_not_count_against_the_provider():
+async def test_a_rate_limit_does_not_count_against_the_provider():
     now = [0.0]
-    breaker = CircuitBreaker("p", failure_threshold=1, cooldown_secs=10, clock=lambda: now[0])
+    breaker = CircuitBreaker("p", failure_threshold=1, cooldown_secs=10, store=MemoryBreakerStore(lambda: now[0]))
     limited = ProviderError("rate_limited", "429", retryable=True, retry_after=5)
     for _ in range(5):
-        breaker.record_failure(limited)
-    assert breaker.state == "closed"  # the provider asked this caller to wait; the others may go on
-    breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
-    assert breaker.state == "open"
+        await breaker.record_failure(limited)
+    assert await breaker.state() == "closed"  # the provider asked this caller to wait; the others may go on
+    await breaker.record_failure(ProviderError("provider_error", "500", retryable=True))
+    assert await breaker.state() == "open"
     now[0] = 11
-    breaker.before_call()  # the half-open trial
-    breaker.record_failure(limited)  # the provider answered, so it is not down: the trial slot is free again
-    assert breaker.state == "half_open"
-    breaker.before_call()
-    breaker.record_success()
-    assert breaker.state == "closed"
+    trial = await breaker.before_call()  # the half-open trial
+    await breaker.record_failure(limited, trial)  # the provider answered, so it is not down: the trial slot is free again
+    assert await breaker.state() == "half_open"
+    await breaker.record_success(await breaker.before_call())
+    assert await breaker.state() == "closed"

@@ -8,6 +8,7 @@ socket and clock.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -191,6 +192,13 @@ async def test_history_and_the_page_code(page, alice):
     await expect(page.locator("#input")).to_be_enabled()
     await expect(page.locator("#input")).to_have_value("keep me")
     assert not await Message.objects.filter(conversation=conversation, content="keep me").aexists()
+
+    # A run refused by the open breaker says when the provider will be tried again, in local time.
+    await page.evaluate("""() => NousChat.socket._receive(JSON.stringify({type: "run.failed", run_id: "r-breaker",
+        error: {code: "provider_unavailable", message: "The anthropic provider is unavailable", retryable: true,
+                retry_after: 30, retry_at: "2026-12-03T14:05:30.000+00:00"}}))""")
+    await expect(page.locator("#error-banner")).to_contain_text(
+        re.compile(r"The anthropic provider is unavailable; it will be tried again at \d{1,2}:\d\d:30"))
 
     # The markdown renderer builds elements; HTML and unsafe links stay text.
     result = await page.evaluate(MARKDOWN_SCRIPT)

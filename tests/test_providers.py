@@ -383,7 +383,7 @@ async def test_circuit_breaker_opens_and_fails_fast(provider, llm_server, status
     for _ in range(2):
         events = await collect(agent.run_stream("Hi"))
         assert events[-1].error.code == "provider_error"
-    assert breaker.state == "open"
+    assert await breaker.state() == "open"
     events = await collect(agent.run_stream("Hi"))
     assert (events[-1].error.code, events[-1].error.retryable) == ("provider_unavailable", True)
     assert len(llm_server.requests) == 2
@@ -396,12 +396,12 @@ async def test_429s_never_open_the_breaker_while_5xx_do(provider, llm_server):
     for _ in range(3):
         events = await collect(agent.run_stream("Hi"))
         assert events[-1].error.code == "rate_limited"
-    assert breaker.state == "closed"
+    assert await breaker.state() == "closed"
     assert (await agent.run("Hi")).output == "served"  # the request was sent, not refused by the breaker
     llm_server.script(http_error(502), http_error(502))
     for _ in range(2):
         await collect(agent.run_stream("Hi"))
-    assert breaker.state == "open" and len(llm_server.requests) == 6
+    assert await breaker.state() == "open" and len(llm_server.requests) == 6
 
 
 async def test_a_stall_mid_answer_fails_with_timeout_and_keeps_the_text(provider, llm_server):

@@ -496,7 +496,7 @@
       if (!partial && runRecordOf) applyMessage(runRecordOf, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
       var error = frame.error || {};
-      showBanner(error.message || "The answer failed.", true);
+      showBanner(util.failureText(error, "The answer failed."), true);
       afterContent();
     },
 

@@ -37,6 +37,17 @@
     return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
+  /* The line a failed run leaves: the server's message (or `fallback`), and for
+   * `provider_unavailable` when the provider will be tried again (`retry_at`, in local time). */
+  function failureText(error, fallback) {
+    error = error || {};
+    var message = error.message || fallback;
+    var at = error.code === "provider_unavailable" && error.retry_at ? new Date(error.retry_at) : null;
+    if (!at || isNaN(at.getTime())) return message;
+    var time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return message.replace(/[.\s]+$/, "") + "; it will be tried again at " + time;
+  }
+
   function number(n) {
     return typeof n === "number" ? n.toLocaleString() : "0";
   }
@@ -257,7 +268,7 @@
   }
 
   var api = {
-    uuid: uuid, make: make, formatTime: formatTime, number: number,
+    uuid: uuid, make: make, formatTime: formatTime, failureText: failureText, number: number,
     bubble: bubble, messageList: messageList, runFrames: runFrames, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
     updateCounter: updateCounter, autoGrow: autoGrow,
     statusText: statusText, stallWatcher: stallWatcher, wirePage: wirePage,

@@ -613,7 +613,7 @@
       if (!partial && record && record.message.status === "streaming") applyMessage(record, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
       var error = frame.error || {};
-      showBanner(error.message || aiName() + " could not answer.");
+      showBanner(util.failureText(error, aiName() + " could not answer."));
       afterContent();
     },
 
