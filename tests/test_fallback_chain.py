@@ -55,8 +55,8 @@ async def test_never_a_switch_once_text_was_streamed():
 
 async def test_an_open_breaker_hands_over_to_the_next_model_with_its_own_breaker():
     opened = CircuitBreaker("first", failure_threshold=1)
-    opened.record_failure(ProviderError("overloaded", "down", retryable=True))
-    assert opened.state == "open"
+    await opened.record_failure(ProviderError("overloaded", "down", retryable=True), None)
+    assert await opened.state() == "open"
     agent = Agent("test:tps=0,words=4", breaker=opened, fallback=["test:tps=0,words=2"])
     events = await collect(agent)
     fallback = next(e for e in events if isinstance(e, ModelFallback))
