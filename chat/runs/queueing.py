@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from chat import branches
 from chat.models import AgentRun, Conversation, Message
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools")
@@ -71,7 +72,7 @@ def queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> 
     """Queue a run answering `trigger`, with its answer message; raises `Busy` if one is active."""
     try:
         with transaction.atomic():
-            return _create_run(conversation_id, trigger, snapshot)
+            return create_run(conversation_id, trigger, snapshot)
     except IntegrityError:
         raise Busy() from None
 
@@ -83,13 +84,15 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     """
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
-            )
             # The settings as stored now (another tab may have changed them since this socket
-            # connected), and the title, in one read: this is on the path to the first token.
-            row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
-            run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
+            # connected), and the title, in one read that also locks the conversation against a
+            # branch switch meanwhile: this is on the path to the first token.
+            row = locked_row(conversation.id)
+            message = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id,
+                parent_id=branches.current_leaf_id(conversation.id),
+            )
+            run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
             titled = not row["title"]
             Conversation.objects.filter(id=conversation.id).update(
                 updated_at=timezone.now(),
@@ -103,12 +106,20 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     return SendResult(message, run, duplicate=False, titled=titled)
 
 
-def _create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> AgentRun:
+def locked_row(conversation_id: Any) -> dict[str, Any]:
+    """The conversation's run settings and title, its row locked until the transaction ends."""
+    return Conversation.objects.select_for_update().values(*SNAPSHOT_FIELDS, "title").get(id=conversation_id)
+
+
+def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in_tree: bool = False,
+               client_id: str | None = None) -> AgentRun:
+    """The run and its streaming answer; `in_tree` (chats): the answer goes under `trigger` (chat.branches)."""
     # The answer's message is made now, with its run (the foreign keys are checked at the commit),
     # so that the worker's claim is one update and two reads: it is on the path to the first token.
     run_id = uuid.uuid4()
     answer = Message.objects.create(
-        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id,
+        parent_id=trigger.id if in_tree else None, client_id=client_id,
     )
     # The partial unique index makes this insert fail while another run is active.
     return AgentRun.objects.create(
