@@ -19,7 +19,7 @@ from chat import branches
 from chat.models import AgentRun, Conversation, Message
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
-RETRY_HINT = "Press Retry to send your message again."
+RETRY_HINT = "Press Retry for a new answer."
 
 
 @dataclass
