@@ -96,6 +96,7 @@
     if (typeof message.content === "string") record.text = message.content;
     renderUsage(record);
     draw(record);
+    if (branchUi) branchUi.decorate(record);
   }
 
   function renderUsage(record) {
@@ -187,6 +188,7 @@
     ui.composer.dataset.state = state.activeRun ? "running" : state.pending ? "sending" : "idle";
     if (state.pending) ui.send.textContent = "Sending…";
     else ui.send.textContent = "Send";
+    if (branchUi) branchUi.setBusy(busy);
     updateCounter();
   }
 
@@ -252,8 +254,9 @@
 
   ui.dismiss.addEventListener("click", hideBanner);
   ui.retry.addEventListener("click", function () {
-    var text = lastUserText();
     hideBanner();
+    if (retryLastAnswer()) return;
+    var text = lastUserText();
     if (text) sendMessage(text, false);
   });
 
@@ -404,6 +407,36 @@
     setActiveRun: setActiveRun, handlers: function () { return handlers; },
   });
 
+  // --- branches (static/js/branches.js) -----------------------------------------------------
+
+  var branchUi = new window.NousBranches(ui.list, function (frame) { return sock.send(frame); }, {
+    onError: function (text) { showBanner(text, false); },
+  });
+
+  /* Retry after a failure: a new answer to the same message (a sibling), not the message again. */
+  function retryLastAnswer() {
+    var answers = ui.list.querySelectorAll('.message[data-role="assistant"][data-id]');
+    var last = answers[answers.length - 1];
+    return !!last && !runActive() && branchUi.regenerate(last.dataset.id, state.records[last.dataset.id]);
+  }
+
+  /* `branch.switched`: the newest page of the branch now selected replaces the list. */
+  function showBranch(frame) {
+    ui.list.textContent = "";
+    state.records = {};
+    state.runs = {};
+    (frame.messages || []).forEach(function (m) { upsert(m); });
+    showHasMore(frame.has_more);
+    ui.empty.hidden = ui.list.children.length > 0;
+    if (branchUi.switched(frame)) {
+      expectRun(true);  // our regenerate or edit: its run.queued follows
+      hideBanner();
+    }
+    state.stick = true;
+    updateComposer();
+    afterContent();
+  }
+
   // --- frames -----------------------------------------------------------------------------
 
   var handlers = {
@@ -538,8 +571,11 @@
       m.scrollTop = m.scrollHeight - fromBottom;
     },
 
+    "branch.switched": showBranch,
+
     "error": function (frame) {
       if (approvals.handleError(frame)) return;  // shown in the card of that tool call
+      if (branchUi.handleError(frame)) return;  // a refused regenerate or edit
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;
