@@ -5,6 +5,11 @@ answer (same `run_id`). Ids increase along every root-to-leaf path, so the newes
 a node is a leaf, and every id-ordered query reads the selected branch with `on_branch=True`.
 The selected path always ends at a leaf, so a new send simply goes under the newest message on it.
 Rooms stay linear: their messages have no parent and are all on the branch.
+
+Every change of the branches locks the conversation's row for the rest of its transaction, and
+takes that lock *after* inserting its run, if it has one: the insert may wait for a run that is
+ending, and `finish_run` updates the conversation's row after ending its run, so the other order
+could deadlock. A branch switch takes the lock, then refuses while a run is active.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, Iterable
 
 from django.db.models import Q
 
-from chat.models import Message
+from chat.models import Conversation, Message
 
 NODE_ROLES = (Message.Role.USER, Message.Role.ASSISTANT)
 
@@ -66,10 +71,18 @@ def select_path(conversation_id: Any, leaf_id: int, tree: Tree | None = None) ->
     mine.filter(on_path, on_branch=False).update(on_branch=True)
 
 
-def current_leaf_id(conversation_id: Any) -> int | None:
-    """The newest user or assistant message on the selected branch (where a new send goes)."""
-    return (Message.objects.filter(conversation_id=conversation_id, on_branch=True, role__in=NODE_ROLES)
+def lock_conversation(conversation_id: Any) -> None:
+    """Hold the conversation's row until the transaction ends (a no-op on SQLite, one writer anyway)."""
+    list(Conversation.objects.select_for_update().filter(id=conversation_id).values_list("id", flat=True))
+
+
+def attach_to_leaf(conversation_id: Any, message: Message) -> None:
+    """Put a just sent `message` under the end of the selected branch (conversation locked)."""
+    leaf = (Message.objects.filter(conversation_id=conversation_id, on_branch=True, role__in=NODE_ROLES, id__lt=message.id)
             .order_by("-id").values_list("id", flat=True).first())
+    if leaf is not None:
+        Message.objects.filter(id=message.id).update(parent_id=leaf)
+        message.parent_id = leaf
 
 
 def annotate(conversation_id: Any, messages: Iterable[dict[str, Any]]) -> None:

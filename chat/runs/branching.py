@@ -1,8 +1,8 @@
 """Storing a chat's regenerate, edit and branch switch: each in one transaction with the switch.
 
-The conversation's row is locked first (as a send locks it), so a send, a switch and a run's
-creation never interleave; the partial unique index on active runs still refuses a second run.
-A refused frame stores nothing.
+The conversation's row is locked (after a run's insert: see chat.branches), as a send locks it,
+so a send and a switch never interleave; the partial unique index on active runs still refuses
+a second run. A refused frame stores nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.utils import timezone
 from chat import branches
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError
-from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run, locked_row
+from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run
 
 
 def regenerate(conversation: Conversation, message_id: Any, client_id: str | None) -> SendResult:
@@ -23,16 +23,18 @@ def regenerate(conversation: Conversation, message_id: Any, client_id: str | Non
     its answer), selected. `SendResult.message` is the new answer; a resend finds it."""
     try:
         with transaction.atomic():
-            row = locked_row(conversation.id)
             existing = _by_client_id(conversation, client_id)
             if existing is not None:
                 return SendResult(existing, None, duplicate=True)
             _refuse_if_busy(conversation.id)
             trigger = _trigger_of(_node(conversation, message_id))
-            run = create_run(conversation.id, trigger, RunSnapshot.of_row(row), in_tree=True, client_id=client_id)
+            run = create_run(conversation.id, trigger, RunSnapshot.of(conversation), in_tree=True, client_id=client_id)
+            _touch_and_lock(conversation.id)
             branches.select_path(conversation.id, run.message_id)
-            _touch(conversation.id)
     except IntegrityError:
+        existing = _by_client_id(conversation, client_id)
+        if existing is not None:  # the same client_id raced in from another socket
+            return SendResult(existing, None, duplicate=True)
         raise Busy() from None
     return SendResult(run.message, run, duplicate=False)
 
@@ -41,7 +43,6 @@ def edit(conversation: Conversation, user: Any, message_id: Any, content: str, c
     """A new user message beside `message_id` (same parent), and its run, selected; idempotent on `client_id`."""
     try:
         with transaction.atomic():
-            row = locked_row(conversation.id)
             existing = _by_client_id(conversation, client_id)
             if existing is not None:
                 return SendResult(existing, None, duplicate=True)
@@ -51,9 +52,9 @@ def edit(conversation: Conversation, user: Any, message_id: Any, content: str, c
                 raise FrameError("bad_request", "Only your own messages can be edited", client_id)
             message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content,
                                              author=user, client_id=client_id, parent_id=target.parent_id)
-            run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
+            run = create_run(conversation.id, message, RunSnapshot.of(conversation), in_tree=True)
+            _touch_and_lock(conversation.id)
             branches.select_path(conversation.id, run.message_id)
-            _touch(conversation.id)
     except IntegrityError:
         existing = _by_client_id(conversation, client_id)
         if existing is not None:  # the same client_id raced in from another socket
@@ -65,7 +66,7 @@ def edit(conversation: Conversation, user: Any, message_id: Any, content: str, c
 def select(conversation: Conversation, message_id: Any) -> None:
     """Show the branch through `message_id`: down to the newest leaf under it."""
     with transaction.atomic():
-        locked_row(conversation.id)
+        branches.lock_conversation(conversation.id)
         _refuse_if_busy(conversation.id)
         node = _node(conversation, message_id)
         tree = branches.Tree(conversation.id)
@@ -107,5 +108,6 @@ def _by_client_id(conversation: Conversation, client_id: str | None) -> Message 
     return Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
 
 
-def _touch(conversation_id: Any) -> None:
+def _touch_and_lock(conversation_id: Any) -> None:
+    """The conversation is active now; the update holds its row until the commit."""
     Conversation.objects.filter(id=conversation_id).update(updated_at=timezone.now())

@@ -84,31 +84,27 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     """
     try:
         with transaction.atomic():
-            # The settings as stored now (another tab may have changed them since this socket
-            # connected), and the title, in one read that also locks the conversation against a
-            # branch switch meanwhile: this is on the path to the first token.
-            row = locked_row(conversation.id)
             message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id,
-                parent_id=branches.current_leaf_id(conversation.id),
+                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
             )
+            # The settings as stored now (another tab may have changed them since this socket
+            # connected), and the title, in one read: this is on the path to the first token.
+            row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
             run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
             titled = not row["title"]
+            # This update locks the conversation's row (after the run's insert: chat.branches), so
+            # no branch switch comes between reading the branch's end and going under it.
             Conversation.objects.filter(id=conversation.id).update(
                 updated_at=timezone.now(),
                 title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
             )
+            branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
         existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
         if existing:  # a resend, or the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
     return SendResult(message, run, duplicate=False, titled=titled)
-
-
-def locked_row(conversation_id: Any) -> dict[str, Any]:
-    """The conversation's run settings and title, its row locked until the transaction ends."""
-    return Conversation.objects.select_for_update().values(*SNAPSHOT_FIELDS, "title").get(id=conversation_id)
 
 
 def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in_tree: bool = False,
