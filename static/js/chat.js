@@ -420,11 +420,26 @@
     return !!last && !runActive() && branchUi.regenerate(last.dataset.id, state.records[last.dataset.id]);
   }
 
-  /* `branch.switched`: the newest page of the branch now selected replaces the list. */
-  function showBranch(frame) {
+  function clearList() {
     ui.list.textContent = "";
     state.records = {};
     state.runs = {};
+  }
+
+  /* After a reconnect: does the list show messages of a branch another tab has switched away from? */
+  function showsAnotherBranch(messages) {
+    if (!messages.length) return false;
+    var ids = {}, first = Number(messages[0].id);
+    messages.forEach(function (m) { ids[m.id] = true; });
+    return Array.prototype.some.call(ui.list.querySelectorAll(".message[data-id]"), function (el) {
+      var id = el.dataset.id;
+      return /^\d+$/.test(id) && Number(id) >= first && !ids[id];
+    });
+  }
+
+  /* `branch.switched`: the newest page of the branch now selected replaces the list. */
+  function showBranch(frame) {
+    clearList();
     (frame.messages || []).forEach(function (m) { upsert(m); });
     showHasMore(frame.has_more);
     ui.empty.hidden = ui.list.children.length > 0;
@@ -445,6 +460,7 @@
       showSettings(frame.conversation.settings || {}, false);
       expectRun(false);
       var messages = frame.messages || [];
+      if (state.readyOnce && showsAnotherBranch(messages)) clearList();
       var firstId = messages.length ? messages[0].id : null;
       var known = firstId && state.records[firstId];
       messages.forEach(function (m) { upsert(m); });
