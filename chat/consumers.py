@@ -8,7 +8,7 @@ from chat import session
 from chat.db import db_call
 from chat.models import Conversation
 from chat.protocol import FrameError
-from chat.runs import actions
+from chat.runs import actions, branch_actions
 from chat.socket import ConversationSocket, Refused
 
 
@@ -26,7 +26,7 @@ class ChatConsumer(ConversationSocket):
     @db_call
     def session_ready(self) -> dict[str, Any]:
         conversation = Conversation.objects.get(id=self.conversation.id)
-        messages, has_more = session.history_page(conversation.id)
+        messages, has_more = session.history_page(conversation.id, branches=True)
         return {"conversation": session.conversation_dict(conversation), "messages": messages, "has_more": has_more,
                 "run": session.active_run(conversation.id)}
 
@@ -46,9 +46,24 @@ class ChatConsumer(ConversationSocket):
         """A private chat has no one else to tell."""
 
     async def on_message_edit(self, frame: dict[str, Any]) -> None:
-        raise FrameError("bad_request", "Messages can be edited in rooms only")
+        """An edit is a new message beside the old one: a new branch (chat.branches)."""
+        client_id = frame.get("client_id")
+        if client_id is None:
+            raise FrameError("bad_request", "message.edit: missing field 'client_id'")
+        content = actions.check_content(frame["content"], client_id)
+        await self.check_send_allowed()
+        await branch_actions.do_edit(self.conversation, self.scope["user"], frame["id"], content, client_id,
+                                     self.socket_id, reply=self.send_frame)
 
-    on_message_delete = on_message_edit
+    async def on_message_regenerate(self, frame: dict[str, Any]) -> None:
+        await branch_actions.do_regenerate(self.conversation, frame["message_id"], frame.get("client_id"),
+                                           self.socket_id, reply=self.send_frame)
+
+    async def on_branch_select(self, frame: dict[str, Any]) -> None:
+        await branch_actions.do_select(self.conversation, frame["message_id"], self.socket_id, reply=self.send_frame)
+
+    async def on_message_delete(self, frame: dict[str, Any]) -> None:
+        raise FrameError("bad_request", "Messages can be deleted in rooms only")
 
     async def on_ai_toggle(self, frame: dict[str, Any]) -> None:
         raise FrameError("bad_request", "ai.toggle is for rooms only")

@@ -24,6 +24,7 @@ from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from chat.branches import NODE_ROLES
 from chat.models import Conversation, Message
 from chat.protocol import FrameError, storable
 from chat.views import MAX_TITLE_CHARS, _own_conversation
@@ -46,7 +47,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _messages(conversation: Conversation) -> list[Message]:
-    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES).select_related("author")
+    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES, on_branch=True).select_related("author")
     return list(q.order_by("id"))
 
 
@@ -306,6 +307,11 @@ def store_import(owner: Any, parsed: dict[str, Any]) -> Conversation:
                     author=owner if r["role"] == Message.Role.USER else None)
             for r in parsed["messages"]
         )
+        # One branch: each user or assistant message under the one before it (chat.branches).
+        nodes = [message for message in messages if message.role in NODE_ROLES]
+        for previous, message in zip(nodes, nodes[1:], strict=False):
+            message.parent_id = previous.id
+        Message.objects.bulk_update(nodes[1:], ["parent"], batch_size=UPDATE_BATCH)
         # created_at is auto_now_add, which bulk_create fills with now: the exported times go in after.
         dated = [(message.id, r["created_at"]) for message, r in zip(messages, parsed["messages"], strict=True) if r["created_at"]]
         for start in range(0, len(dated), UPDATE_BATCH):

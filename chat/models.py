@@ -76,6 +76,8 @@ class MessageDict(TypedDict):
     usage: dict[str, int] | None
     run_id: str | None
     provenance: dict[str, Any] | None
+    parent_id: str | None
+    branch: dict[str, Any] | None
 
 
 class Message(models.Model):
@@ -102,6 +104,11 @@ class Message(models.Model):
     run = models.ForeignKey("AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # An answer's story: model, time to first token, duration, tokens, retries, how it ended.
     provenance = models.JSONField(null=True, blank=True)
+    # Branches (chat.branches): the user or assistant message before this one on its branch (None
+    # for the first, and in rooms, which stay linear); `on_branch` marks the selected path, and a
+    # run's tool and error messages follow their answer. On any root-to-leaf path ids increase.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    on_branch = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -112,13 +119,18 @@ class Message(models.Model):
             )
         ]
         # History pages: `conversation = ? AND id < ? ORDER BY id DESC LIMIT 51`.
-        indexes = [models.Index(fields=["conversation", "-id"], name="message_conversation_page")]
+        indexes = [
+            models.Index(fields=["conversation", "-id"], name="message_conversation_page"),
+            # The selected branch's pages: `conversation = ? AND on_branch AND id < ? ORDER BY id DESC`.
+            models.Index(fields=["conversation", "on_branch", "-id"], name="message_branch_page"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
 
     def to_dict(self) -> MessageDict:
-        """The message exactly as PROTOCOL.md describes it (plus `run_id`)."""
+        """The message exactly as PROTOCOL.md describes it (plus `run_id`); `branch` is filled in by
+        `chat.branches.annotate` for the messages that have siblings."""
         if self.role == self.Role.USER:
             author = self.author.get_username() if self.author else "deleted user"
         else:
@@ -134,6 +146,8 @@ class Message(models.Model):
             "usage": self.usage,
             "run_id": str(self.run_id) if self.run_id else None,
             "provenance": self.provenance,
+            "parent_id": str(self.parent_id) if self.parent_id else None,
+            "branch": None,
         }
 
 

@@ -39,7 +39,9 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
         "approval_tools": ((list, type(None)), False),
         "fallback_models": ((list, type(None)), False),
     },
-    "message.edit": {"id": (str, True), "content": (str, True)},
+    "message.edit": {"id": (str, True), "content": (str, True), "client_id": (str, False)},  # client_id: chats
+    "message.regenerate": {"message_id": ((str, int), True), "client_id": (str, False)},
+    "branch.select": {"message_id": ((str, int), True)},
     "message.delete": {"id": (str, True)},
     "ai.toggle": {"active": (bool, True)},
     "ping": {},
@@ -105,7 +107,8 @@ def _as_tuple(types: Any) -> tuple[Any, ...]:
 
 
 MESSAGE_FIELDS = {"id": str, "role": str, "content": str, "author": str, "created_at": str, "client_id": (str, type(None)),
-                  "status": str, "usage": (dict, type(None))}
+                  "status": str, "usage": (dict, type(None)), "parent_id": (str, type(None)), "branch": (dict, type(None))}
+BRANCH_FIELDS = {"index": int, "count": int, "siblings": list}
 USAGE_FIELDS = {"input_tokens": int, "output_tokens": int, "total_tokens": int}
 ROLES = {"user", "assistant", "system", "error", "tool"}
 STATUSES = {"complete", "streaming", "stopped", "failed"}
@@ -129,6 +132,7 @@ SERVER_FRAMES: dict[str, dict[str, Any]] = {
     "presence": {"participants": list},
     "room.updated": {"room": dict},
     "history": {"messages": list, "has_more": bool},
+    "branch.switched": {"messages": list, "has_more": bool, "leaf_id": (str, type(None))},
     "error": {"code": str, "message": str, "ref": (str, type(None))},
     "pong": {},
 }
@@ -140,6 +144,11 @@ def check_message(label: str, message: Any) -> None:
     _check_fields(label, message, MESSAGE_FIELDS)
     assert message["role"] in ROLES, f"{label}: bad role {message['role']!r}"
     assert message["status"] in STATUSES, f"{label}: bad status {message['status']!r}"
+    branch = message["branch"]
+    if branch is not None:
+        _check_fields(f"{label} branch", branch, BRANCH_FIELDS)
+        assert 1 <= branch["index"] <= branch["count"] == len(branch["siblings"]) > 1, f"{label}: bad branch {branch}"
+        assert branch["siblings"][branch["index"] - 1] == message["id"], f"{label}: not among its siblings {branch}"
 
 
 def check_frame(label: str, frame: Any) -> None:

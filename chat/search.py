@@ -119,7 +119,7 @@ def search_messages(user, query: str, backend: Backend | None = None) -> QuerySe
     """The messages of `user`'s own chat conversations (never a room's) matching `query`, newest first."""
     backend = backend or search_backend()
     own = Message.objects.filter(
-        conversation__owner=user, conversation__kind=Conversation.Kind.CHAT, role__in=SEARCHED_ROLES
+        conversation__owner=user, conversation__kind=Conversation.Kind.CHAT, role__in=SEARCHED_ROLES, on_branch=True
     ).select_related("conversation", "author")
     return backend.matching(own, query).order_by("-id")
 

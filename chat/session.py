@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from agents.models import ALL_SETTINGS, supported_settings
+from chat import branches as chat_branches
 from chat.models import AgentRun, Conversation, Message
 
 
@@ -21,14 +22,19 @@ def conversation_dict(conversation: Conversation) -> dict[str, Any]:
     return data
 
 
-def history_page(conversation_id: Any, before_id: int | None = None, size: int | None = None) -> tuple[list[dict[str, Any]], bool]:
-    """One page of messages before `before_id` (newest page if None), oldest first, and has_more."""
+def history_page(conversation_id: Any, before_id: int | None = None, size: int | None = None,
+                 branches: bool = False) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the selected branch before `before_id` (newest page if None), oldest first, and
+    has_more; `branches` (chats): with each message's siblings (chat.branches)."""
     size = size or settings.NOUS_HISTORY_PAGE_SIZE
-    q = Message.objects.filter(conversation_id=conversation_id).select_related("author")
+    q = Message.objects.filter(conversation_id=conversation_id, on_branch=True).select_related("author")
     if before_id is not None:
         q = q.filter(id__lt=before_id)
     rows = list(q.order_by("-id")[: size + 1])
-    return [m.to_dict() for m in reversed(rows[:size])], len(rows) > size
+    messages = [m.to_dict() for m in reversed(rows[:size])]
+    if branches:
+        chat_branches.annotate(conversation_id, messages)
+    return messages, len(rows) > size
 
 
 def active_run(conversation_id: Any) -> AgentRun | None:

@@ -43,7 +43,7 @@ def revoke_link(request: HttpRequest, conversation_id, token: str) -> HttpRespon
 def shared_messages(conversation: Conversation) -> list[dict]:
     """What a reader of the link sees: no ids, runs or usage, and the owner only as "User"."""
     shown = []
-    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES).order_by("id")
+    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES, on_branch=True).order_by("id")
     for m in q.values("role", "content", "status", "created_at"):
         shown.append({
             "role": m["role"],

@@ -213,4 +213,5 @@ class ConversationSocket(AsyncWebsocketConsumer):
     def _history(self, before: int) -> tuple[list[dict[str, Any]], bool]:
         if not Message.objects.filter(conversation=self.conversation, id=before).exists():
             raise FrameError("not_found", "No such message here")
-        return session.history_page(self.conversation.id, before, self.page_size)
+        return session.history_page(self.conversation.id, before, self.page_size,
+                                    branches=self.conversation.kind == Conversation.Kind.CHAT)

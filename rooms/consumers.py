@@ -143,6 +143,12 @@ class RoomConsumer(ConversationSocket):
     async def on_settings_update(self, frame: dict[str, Any]) -> None:
         raise FrameError("bad_request", "settings.update is for chats; a room's AI is set up on its page")
 
+    async def on_message_regenerate(self, frame: dict[str, Any]) -> None:
+        raise FrameError("bad_request", "A room stays linear: message.regenerate and branch.select are for chats",
+                         frame.get("client_id"))
+
+    on_branch_select = on_message_regenerate
+
     # --- helpers ---------------------------------------------------------------------------
 
     async def _typing_stopped(self) -> None:

@@ -50,6 +50,9 @@ def _accepts(types: Any, value: Any) -> bool:
         return bool in accepted
     return isinstance(value, accepted)
 
+# Text no socket can take for a message id of its own (Python's int() reads any Unicode digit).
+NOT_AN_ID = HOSTILE_TEXT.filter(lambda t: not any(c.isdigit() for c in t))
+
 
 def wrong_value_for(types: Any) -> st.SearchStrategy[Any]:
     wrong = [s for name, s in JSON_VALUES.items() if not _accepts(types, PYTHON_TYPES[name]() if name != "null" else None)]
@@ -72,6 +75,8 @@ def valid_base(kind: str, foreign: Foreign) -> dict[str, Any]:
         "settings.update": {"model": "test:"},
         "message.edit": {"id": foreign.message_id, "content": "edited"},
         "message.delete": {"id": foreign.message_id},
+        "message.regenerate": {"message_id": foreign.message_id},
+        "branch.select": {"message_id": foreign.message_id},
         "ai.toggle": {"active": True},
         "ping": {},
     }[kind] | {"type": kind}
@@ -143,6 +148,11 @@ def refused_by_meaning_frame(draw: st.DrawFn, foreign: Foreign) -> str:
         {"type": "message.edit", "id": foreign.message_id, "content": draw(HOSTILE_TEXT)},
         {"type": "message.delete", "id": draw(st.one_of(st.just(foreign.message_id), HOSTILE_TEXT))},
         {"type": "ai.toggle", "active": draw(st.booleans())},
+        {"type": "message.edit", "id": foreign.message_id, "content": "edited", "client_id": "e1"},
+        {"type": "message.regenerate", "message_id": draw(st.one_of(st.just(foreign.message_id), NOT_AN_ID)),
+         "client_id": draw(st.sampled_from(["r1", "", "x" * 65]))},
+        {"type": "branch.select", "message_id": draw(st.one_of(st.just(foreign.message_id), NOT_AN_ID,
+                                                               st.integers(-5, 0)))},
     ]))
     return json.dumps(frame)
 

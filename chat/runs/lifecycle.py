@@ -15,10 +15,11 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from chat import branches
 from chat.models import AgentRun, Conversation, Message
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
-RETRY_HINT = "Press Retry to send your message again."
+RETRY_HINT = "Press Retry for a new answer."
 
 
 @dataclass
@@ -87,13 +88,15 @@ def _create_answer_message(run_id: str, conversation_id: Any) -> int:
 
 
 def model_history(conversation_id: Any, before_id: int, limit: int | None = None, with_names: bool = False) -> list[dict[str, Any]]:
-    """The last messages the model sees: user and assistant turns that have text, oldest first.
+    """The last messages the model sees: user and assistant turns of the selected branch that have
+    text, oldest first.
 
     Each turn carries its `author`; `with_names` (rooms) also writes it into the text the model
     reads ("alice: ..."), since several people speak there.
     """
     rows = (
-        Message.objects.filter(conversation_id=conversation_id, id__lt=before_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        Message.objects.filter(conversation_id=conversation_id, on_branch=True, id__lt=before_id,
+                               role__in=[Message.Role.USER, Message.Role.ASSISTANT])
         .exclude(content="")
         .order_by("-id")
         .values("role", "content", "author__username")[: limit or settings.NOUS_CONTEXT_MESSAGES]
@@ -190,6 +193,8 @@ def finish_run(
                 content=f"{(error or {}).get('message', 'The run failed')}. {RETRY_HINT}",
             )
             frame.update(error=error, message=error_message.to_dict(), partial=message.to_dict())
+        if run.conversation.kind == Conversation.Kind.CHAT:  # a regenerated answer has siblings
+            branches.annotate(run.conversation_id, [frame.get("partial") or frame["message"]])
         return frame
 
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from chat import branches
 from chat.models import AgentRun, Conversation, Message
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools", "fallback_models")
@@ -72,7 +73,7 @@ def queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> 
     """Queue a run answering `trigger`, with its answer message; raises `Busy` if one is active."""
     try:
         with transaction.atomic():
-            return _create_run(conversation_id, trigger, snapshot)
+            return create_run(conversation_id, trigger, snapshot)
     except IntegrityError:
         raise Busy() from None
 
@@ -90,12 +91,15 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             # The settings as stored now (another tab may have changed them since this socket
             # connected), and the title, in one read: this is on the path to the first token.
             row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
-            run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
+            run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
             titled = not row["title"]
+            # This update locks the conversation's row (after the run's insert: chat.branches), so
+            # no branch switch comes between reading the branch's end and going under it.
             Conversation.objects.filter(id=conversation.id).update(
                 updated_at=timezone.now(),
                 title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
             )
+            branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
         existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
         if existing:  # a resend, or the same client_id raced in from another socket
@@ -104,12 +108,15 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     return SendResult(message, run, duplicate=False, titled=titled)
 
 
-def _create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> AgentRun:
+def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in_tree: bool = False,
+               client_id: str | None = None) -> AgentRun:
+    """The run and its streaming answer; `in_tree` (chats): the answer goes under `trigger` (chat.branches)."""
     # The answer's message is made now, with its run (the foreign keys are checked at the commit),
     # so that the worker's claim is one update and two reads: it is on the path to the first token.
     run_id = uuid.uuid4()
     answer = Message.objects.create(
-        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id,
+        parent_id=trigger.id if in_tree else None, client_id=client_id,
     )
     # The partial unique index makes this insert fail while another run is active.
     return AgentRun.objects.create(

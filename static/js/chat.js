@@ -99,6 +99,7 @@
     renderUsage(record);
     answerNotes.render(record);
     draw(record);
+    if (branchUi) branchUi.decorate(record);
   }
 
   function renderUsage(record) {
@@ -190,6 +191,7 @@
     ui.composer.dataset.state = state.activeRun ? "running" : state.pending ? "sending" : "idle";
     if (state.pending) ui.send.textContent = "Sending…";
     else ui.send.textContent = "Send";
+    if (branchUi) branchUi.setBusy(busy);
     updateCounter();
   }
 
@@ -255,8 +257,9 @@
 
   ui.dismiss.addEventListener("click", hideBanner);
   ui.retry.addEventListener("click", function () {
-    var text = lastUserText();
     hideBanner();
+    if (retryLastAnswer()) return;
+    var text = lastUserText();
     if (text) sendMessage(text, false);
   });
 
@@ -409,6 +412,51 @@
     setActiveRun: setActiveRun, handlers: function () { return handlers; },
   });
 
+  // --- branches (static/js/branches.js) -----------------------------------------------------
+
+  var branchUi = new window.NousBranches(ui.list, function (frame) { return sock.send(frame); }, {
+    onError: function (text) { showBanner(text, false); },
+  });
+
+  /* Retry after a failure: a new answer to the same message (a sibling), not the message again. */
+  function retryLastAnswer() {
+    var answers = ui.list.querySelectorAll('.message[data-role="assistant"][data-id]');
+    var last = answers[answers.length - 1];
+    return !!last && !runActive() && branchUi.regenerate(last.dataset.id, state.records[last.dataset.id]);
+  }
+
+  function clearList() {
+    ui.list.textContent = "";
+    state.records = {};
+    state.runs = {};
+  }
+
+  /* After a reconnect: does the list show messages of a branch another tab has switched away from? */
+  function showsAnotherBranch(messages) {
+    if (!messages.length) return false;
+    var ids = {}, first = Number(messages[0].id);
+    messages.forEach(function (m) { ids[m.id] = true; });
+    return Array.prototype.some.call(ui.list.querySelectorAll(".message[data-id]"), function (el) {
+      var id = el.dataset.id;
+      return /^\d+$/.test(id) && Number(id) >= first && !ids[id];
+    });
+  }
+
+  /* `branch.switched`: the newest page of the branch now selected replaces the list. */
+  function showBranch(frame) {
+    clearList();
+    (frame.messages || []).forEach(function (m) { upsert(m); });
+    showHasMore(frame.has_more);
+    ui.empty.hidden = ui.list.children.length > 0;
+    if (branchUi.switched(frame)) {
+      expectRun(true);  // our regenerate or edit: its run.queued follows
+      hideBanner();
+    }
+    state.stick = true;
+    updateComposer();
+    afterContent();
+  }
+
   // --- frames -----------------------------------------------------------------------------
 
   var handlers = {
@@ -417,6 +465,7 @@
       showSettings(frame.conversation.settings || {}, false);
       expectRun(false);
       var messages = frame.messages || [];
+      if (state.readyOnce && showsAnotherBranch(messages)) clearList();
       var firstId = messages.length ? messages[0].id : null;
       var known = firstId && state.records[firstId];
       messages.forEach(function (m) { upsert(m); });
@@ -543,8 +592,11 @@
       m.scrollTop = m.scrollHeight - fromBottom;
     },
 
+    "branch.switched": showBranch,
+
     "error": function (frame) {
       if (approvals.handleError(frame)) return;  // shown in the card of that tool call
+      if (branchUi.handleError(frame)) return;  // a refused regenerate or edit
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;
