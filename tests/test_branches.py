@@ -243,7 +243,7 @@ async def test_existing_chats_are_linked_into_one_branch(alice, conversation):
     def link() -> list[tuple]:
         for role in ["user", "assistant", "tool", "user", "assistant", "error"]:
             Message.objects.create(conversation=conversation, role=role, content=role)
-        import_module("chat.migrations.0009_message_branches").link_existing_chats(apps, None)
+        import_module("chat.migrations.0010_message_branches").link_existing_chats(apps, None)
         return list(Message.objects.filter(conversation=conversation).order_by("id").values_list("role", "parent_id"))
 
     rows = await link()

@@ -22,7 +22,7 @@ def link_existing_chats(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0008_sharelink")]
+    dependencies = [("chat", "0009_fallback_models")]
 
     operations = [
         migrations.AddField(
