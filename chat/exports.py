@@ -24,7 +24,7 @@ from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, with_attachments
 from chat.protocol import FrameError, storable
 from chat.views import MAX_TITLE_CHARS, _own_conversation
 
@@ -46,7 +46,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _messages(conversation: Conversation) -> list[Message]:
-    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES).select_related("author")
+    q = with_attachments(Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES).select_related("author"))
     return list(q.order_by("id"))
 
 

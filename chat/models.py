@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -73,6 +73,7 @@ class MessageDict(TypedDict):
     usage: dict[str, int] | None
     run_id: str | None
     provenance: dict[str, Any] | None
+    attachments: NotRequired[list[dict[str, Any]]]
 
 
 class Message(models.Model):
@@ -115,12 +116,16 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:60]}"
 
     def to_dict(self) -> MessageDict:
-        """The message exactly as PROTOCOL.md describes it (plus `run_id`)."""
+        """The message exactly as PROTOCOL.md describes it (plus `run_id`).
+
+        `attachments` is there when they were loaded (`with_attachments`, or bound by the send);
+        it never costs a query here, since frames are built in async code too.
+        """
         if self.role == self.Role.USER:
             author = self.author.get_username() if self.author else "deleted user"
         else:
             author = self.role
-        return {
+        data: MessageDict = {
             "id": str(self.id),
             "role": self.role,
             "content": self.content,
@@ -132,6 +137,15 @@ class Message(models.Model):
             "run_id": str(self.run_id) if self.run_id else None,
             "provenance": self.provenance,
         }
+        loaded = getattr(self, "_prefetched_objects_cache", {}).get("attachments")
+        if loaded is not None:
+            data["attachments"] = [a.to_dict() for a in loaded]
+        return data
+
+
+def with_attachments(q: models.QuerySet) -> models.QuerySet:
+    """Messages with their attachments' metadata in one more query (not the bytes)."""
+    return q.prefetch_related(models.Prefetch("attachments", queryset=Attachment.objects.defer("data").order_by("created_at")))
 
 
 class AgentRun(models.Model):
@@ -256,3 +270,38 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"share link of {self.conversation_id}{' (revoked)' if self.revoked_at else ''}"
+
+
+class Attachment(models.Model):
+    """A file uploaded into a conversation; unsent (`message` is None) until a `message.send` names it.
+
+    The bytes live in the database, so every ASGI process and worker sees them without a shared disk.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)  # sniffed from the bytes, never the browser's word
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The send's claim and the upload's count: `conversation = ? AND owner = ? AND message IS NULL`;
+        # the daily sweep of unsent ones scans the same partial index by age.
+        indexes = [models.Index(fields=["conversation", "owner", "created_at"], condition=Q(message__isnull=True),
+                                name="attachment_unsent")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    def to_dict(self) -> dict[str, Any]:
+        """An entry of a message's `attachments` (PROTOCOL.md)."""
+        return {"id": str(self.id), "name": self.name, "content_type": self.content_type, "size": self.size,
+                "url": f"/attachments/{self.id}/"}

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from agents.models import ALL_SETTINGS, supported_settings
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, with_attachments
 
 
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def history_page(conversation_id: Any, before_id: int | None = None, size: int |
     q = Message.objects.filter(conversation_id=conversation_id).select_related("author")
     if before_id is not None:
         q = q.filter(id__lt=before_id)
-    rows = list(q.order_by("-id")[: size + 1])
+    rows = list(with_attachments(q.order_by("-id"))[: size + 1])
     return [m.to_dict() for m in reversed(rows[:size])], len(rows) > size
 
 

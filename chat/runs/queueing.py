@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, with_attachments
+from chat.uploads import claim_for_message
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools")
 
@@ -76,10 +77,12 @@ def queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> 
         raise Busy() from None
 
 
-def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str) -> SendResult:
-    """A chat's send: the user's message and its run, atomically; idempotent on `client_id`.
+def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str,
+                                attachment_ids: list[str] | None = None) -> SendResult:
+    """A chat's send: the user's message, its attachments and its run, atomically; idempotent on `client_id`.
 
-    Raises `Busy` (storing nothing) when a run is already active.
+    Raises `Busy` (storing nothing) when a run is already active, `AttachmentRefused` (storing
+    nothing) when an attachment may not be sent.
     """
     try:
         with transaction.atomic():
@@ -89,6 +92,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             # The settings as stored now (another tab may have changed them since this socket
             # connected), and the title, in one read: this is on the path to the first token.
             row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
+            claim_for_message(message, user, conversation.id, attachment_ids or [], row["model"])
             run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
             titled = not row["title"]
             Conversation.objects.filter(id=conversation.id).update(
@@ -96,7 +100,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
                 title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
             )
     except IntegrityError:
-        existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
+        existing = with_attachments(Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id)).first()
         if existing:  # a resend, or the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
