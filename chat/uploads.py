@@ -116,7 +116,7 @@ def model_content(text: str, attachments: Iterable[Attachment]) -> str | list[di
         if a.is_image:
             images.append({"type": "image", "media_type": a.content_type, "data": base64.b64encode(bytes(a.data)).decode()})
         else:
-            body = bytes(a.data).decode("utf-8", "replace")
+            body = bytes(a.data).decode("utf-8", "replace").removesuffix("\n")
             fence = "`" * max(3, _longest_backtick_run(body) + 1)
             texts.append(f"Attached file {a.name}:\n{fence}\n{body}\n{fence}")
     joined = "\n\n".join(t for t in texts if t)
