@@ -44,6 +44,13 @@ def sniff_image(data: bytes) -> str | None:
     return next((kind for magic, kind in IMAGE_MAGIC if data.startswith(magic)), None)
 
 
+def attachment_config(conversation: Any) -> dict[str, Any]:
+    """What the page needs to offer uploads: where, which files, how many."""
+    accept = [*settings.NOUS_ATTACHMENT_IMAGE_TYPES, *(f".{e}" for e in settings.NOUS_ATTACHMENT_TEXT_EXTENSIONS)]
+    return {"upload_url": f"/chat/{conversation.id}/attachments/", "accept": ",".join(accept),
+            "max_per_message": settings.NOUS_ATTACHMENTS_PER_MESSAGE}
+
+
 def clean_name(name: str) -> str:
     """The file's base name without path, control characters or NUL, at most MAX_NAME_CHARS."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
