@@ -110,9 +110,8 @@ async def test_an_attachment_already_sent_is_refused_and_nothing_is_stored(alice
 async def test_an_attachment_not_the_senders_unsent_upload_here_is_refused(alice, bob, sockets, whose):
     conversation = await Conversation.objects.acreate(owner=alice, model=MODEL)
     mine = await uploaded(alice, conversation, "mine.txt", b"mine")
-    if whose == "another user's":
-        theirs = await Conversation.objects.acreate(owner=bob, model=MODEL)
-        other = await uploaded(bob, theirs, "bob.txt", b"bob's")
+    if whose == "another user's":  # even one in this conversation (no page lets bob upload here)
+        other = await uploaded(bob, conversation, "bob.txt", b"bob's")
     elif whose == "another conversation's":
         other = await uploaded(alice, await Conversation.objects.acreate(owner=alice, model=MODEL), "elsewhere.txt", b"x")
     else:
