@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Attachment, Conversation
-from chat.uploads import Refused, max_upload_bytes, store_upload
+from chat.uploads import UploadRefused, max_upload_bytes, store_upload
 
 # What multipart framing adds to a file at most (boundaries, headers, the CSRF field); a body
 # larger than the biggest file plus this is refused before it is read.
@@ -38,7 +40,7 @@ def upload(request: HttpRequest, conversation_id) -> HttpResponse:
         return error(413, "too_large", "The file is too large")
     try:
         attachment = store_upload(request.user, conversation_id, upload.name or "", upload.read())
-    except Refused as refused:
+    except UploadRefused as refused:
         return error(refused.status, refused.code, refused.message)
     return JsonResponse(attachment.to_dict(), status=201)
 
@@ -58,14 +60,8 @@ def attachment(request: HttpRequest, attachment_id) -> HttpResponse:
         return error(404, "not_found", "No such attachment")
     response = HttpResponse(bytes(a.data), content_type=a.content_type if a.is_image else "text/plain; charset=utf-8")
     disposition = "inline" if a.is_image else "attachment"
-    response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{_quoted(a.name)}"
+    response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(a.name, safe='')}"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'"
     response["Cache-Control"] = "private, max-age=3600"
     return response
-
-
-def _quoted(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")

@@ -1,6 +1,6 @@
 """Attachments: what an upload may be (type by content, size limits), and turning them into what the model reads.
 
-A refused upload raises `Refused` and stores nothing. Images are known by their magic bytes; text
+A refused upload raises `UploadRefused` and stores nothing. Images are known by their magic bytes; text
 by decoding as UTF-8 without NUL, under an allowed extension. The browser's content type is ignored.
 """
 
@@ -25,7 +25,7 @@ IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpe
                (b"GIF89a", "image/gif"))
 
 
-class Refused(Exception):
+class UploadRefused(Exception):
     """An upload is refused: answered with this HTTP status and `{error: {code, message}}`."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -62,39 +62,39 @@ def clean_name(name: str) -> str:
 
 
 def content_type_of(name: str, data: bytes) -> str:
-    """The type the upload is stored as; `Refused` (413 or 415) if it is not allowed."""
+    """The type the upload is stored as; `UploadRefused` (413 or 415) if it is not allowed."""
     image = sniff_image(data)
     if image is not None:
         if image not in settings.NOUS_ATTACHMENT_IMAGE_TYPES:
-            raise Refused(415, "unsupported_type", f"{image} images are not accepted")
+            raise UploadRefused(415, "unsupported_type", f"{image} images are not accepted")
         if len(data) > settings.NOUS_ATTACHMENT_MAX_IMAGE_BYTES:
-            raise Refused(413, "too_large", f"Images are limited to {_size(settings.NOUS_ATTACHMENT_MAX_IMAGE_BYTES)}")
+            raise UploadRefused(413, "too_large", f"Images are limited to {_size(settings.NOUS_ATTACHMENT_MAX_IMAGE_BYTES)}")
         return image
     extension = name.rpartition(".")[2].lower() if "." in name else ""
     allowed = [e.lower() for e in settings.NOUS_ATTACHMENT_TEXT_EXTENSIONS]
     if extension not in allowed:
-        raise Refused(415, "unsupported_type", "Attach images (PNG, JPEG, GIF, WebP) or text files ("
+        raise UploadRefused(415, "unsupported_type", "Attach images (PNG, JPEG, GIF, WebP) or text files ("
                       + ", ".join(allowed[:12]) + ", ...)")
     if len(data) > settings.NOUS_ATTACHMENT_MAX_TEXT_BYTES:
-        raise Refused(413, "too_large", f"Text files are limited to {_size(settings.NOUS_ATTACHMENT_MAX_TEXT_BYTES)}")
+        raise UploadRefused(413, "too_large", f"Text files are limited to {_size(settings.NOUS_ATTACHMENT_MAX_TEXT_BYTES)}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused(415, "unsupported_type", f"{name} is not a UTF-8 text file") from None
+        raise UploadRefused(415, "unsupported_type", f"{name} is not a UTF-8 text file") from None
     if "\x00" in text:
-        raise Refused(415, "unsupported_type", f"{name} is not a text file (it contains NUL bytes)")
+        raise UploadRefused(415, "unsupported_type", f"{name} is not a text file (it contains NUL bytes)")
     return TEXT_TYPE
 
 
 def store_upload(user: Any, conversation_id: Any, name: str, data: bytes) -> Attachment:
-    """Check and store one upload, unsent; `Refused` stores nothing."""
+    """Check and store one upload, unsent; `UploadRefused` stores nothing."""
     name = clean_name(name)
     if not data:
-        raise Refused(400, "bad_request", "The file is empty")
+        raise UploadRefused(400, "bad_request", "The file is empty")
     content_type = content_type_of(name, data)
     unsent = Attachment.objects.filter(conversation_id=conversation_id, owner=user, message__isnull=True).count()
     if unsent >= settings.NOUS_ATTACHMENTS_PER_MESSAGE:
-        raise Refused(400, "too_many", f"At most {settings.NOUS_ATTACHMENTS_PER_MESSAGE} attachments per message")
+        raise UploadRefused(400, "too_many", f"At most {settings.NOUS_ATTACHMENTS_PER_MESSAGE} attachments per message")
     return Attachment.objects.create(owner=user, conversation_id=conversation_id, name=name, content_type=content_type,
                                      size=len(data), data=data)
 
