@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from chat.models import AgentRun, Conversation, Message, ShareLink, ToolApproval
+from chat.models import AgentRun, Attachment, Conversation, Message, ShareLink, ToolApproval
 from chat.runs.dispatch import stop_run
 from chat.runs.watchdog import fail_runs
 
@@ -130,3 +130,16 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_select_related = ("conversation",)
     raw_id_fields = ("conversation",)
     readonly_fields = ("token", "created_at")
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    # The bytes stay out of the lists and forms: the file is at its own URL, for its owner.
+    list_display = ("name", "content_type", "size", "owner", "conversation", "message", "created_at")
+    list_filter = ("content_type",)
+    search_fields = ("name", "owner__username")
+    exclude = ("data",)
+    readonly_fields = ("owner", "conversation", "message", "name", "content_type", "size", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attachment]:
+        return super().get_queryset(request).defer("data").select_related("owner")

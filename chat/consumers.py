@@ -7,7 +7,7 @@ from typing import Any
 from chat import session
 from chat.db import db_call
 from chat.models import Conversation
-from chat.protocol import FrameError
+from chat.protocol import FrameError, check_attachment_ids
 from chat.runs import actions, branch_actions
 from chat.socket import ConversationSocket, Refused
 
@@ -31,10 +31,11 @@ class ChatConsumer(ConversationSocket):
                 "run": session.active_run(conversation.id)}
 
     async def on_message_send(self, frame: dict[str, Any]) -> None:
-        content = actions.check_content(frame["content"], frame["client_id"])
+        attachment_ids = check_attachment_ids(frame)
+        content = actions.check_content(frame["content"], frame["client_id"], allow_empty=bool(attachment_ids))
         await self.check_send_allowed()
         await actions.do_chat_send(self.conversation, self.scope["user"], content, frame["client_id"], self.socket_id,
-                                   reply=self.send_frame)
+                                   reply=self.send_frame, attachment_ids=attachment_ids)
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
         await actions.do_stop(self.conversation.id, frame.get("run_id"), by=self.scope["user"].get_username())

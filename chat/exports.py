@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.branches import NODE_ROLES
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, with_attachments
 from chat.protocol import FrameError, storable
 from chat.views import MAX_TITLE_CHARS, _own_conversation
 
@@ -47,7 +47,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _messages(conversation: Conversation) -> list[Message]:
-    q = Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES, on_branch=True).select_related("author")
+    q = with_attachments(Message.objects.filter(conversation=conversation, role__in=EXPORTED_ROLES, on_branch=True).select_related("author"))
     return list(q.order_by("id"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -78,6 +78,7 @@ class MessageDict(TypedDict):
     provenance: dict[str, Any] | None
     parent_id: str | None
     branch: dict[str, Any] | None
+    attachments: NotRequired[list[dict[str, Any]]]
 
 
 class Message(models.Model):
@@ -130,12 +131,16 @@ class Message(models.Model):
 
     def to_dict(self) -> MessageDict:
         """The message exactly as PROTOCOL.md describes it (plus `run_id`); `branch` is filled in by
-        `chat.branches.annotate` for the messages that have siblings."""
+        `chat.branches.annotate` for the messages that have siblings.
+
+        `attachments` is there when they were loaded (`with_attachments`, or bound by the send);
+        it never costs a query here, since frames are built in async code too.
+        """
         if self.role == self.Role.USER:
             author = self.author.get_username() if self.author else "deleted user"
         else:
             author = self.role
-        return {
+        data: MessageDict = {
             "id": str(self.id),
             "role": self.role,
             "content": self.content,
@@ -149,6 +154,15 @@ class Message(models.Model):
             "parent_id": str(self.parent_id) if self.parent_id else None,
             "branch": None,
         }
+        loaded = getattr(self, "_prefetched_objects_cache", {}).get("attachments")
+        if loaded is not None:
+            data["attachments"] = [a.to_dict() for a in loaded]
+        return data
+
+
+def with_attachments(q: models.QuerySet) -> models.QuerySet:
+    """Messages with their attachments' metadata in one more query (not the bytes)."""
+    return q.prefetch_related(models.Prefetch("attachments", queryset=Attachment.objects.defer("data").order_by("created_at")))
 
 
 class AgentRun(models.Model):
@@ -274,3 +288,38 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"share link of {self.conversation_id}{' (revoked)' if self.revoked_at else ''}"
+
+
+class Attachment(models.Model):
+    """A file uploaded into a conversation; unsent (`message` is None) until a `message.send` names it.
+
+    The bytes live in the database, so every ASGI process and worker sees them without a shared disk.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)  # sniffed from the bytes, never the browser's word
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The send's claim and the upload's count: `conversation = ? AND owner = ? AND message IS NULL`;
+        # the daily sweep of unsent ones scans the same partial index by age.
+        indexes = [models.Index(fields=["conversation", "owner", "created_at"], condition=Q(message__isnull=True),
+                                name="attachment_unsent")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    def to_dict(self) -> dict[str, Any]:
+        """An entry of a message's `attachments` (PROTOCOL.md)."""
+        return {"id": str(self.id), "name": self.name, "content_type": self.content_type, "size": self.size,
+                "url": f"/attachments/{self.id}/"}

@@ -25,7 +25,7 @@ NUMBER = (int, float)
 MAX_INT = 2**53 - 1
 # type -> {field: (accepted types, required)}
 CLIENT_FRAMES: dict[str, dict[str, tuple[Any, bool]]] = {
-    "message.send": {"content": (str, True), "client_id": (str, True)},
+    "message.send": {"content": (str, True), "client_id": (str, True), "attachments": (list, False)},
     "run.stop": {"run_id": (str, False)},
     "run.resume": {"run_id": (str, True), "after_seq": (int, True)},
     "tool.decide": {"tool_call_id": (str, True), "approved": (bool, True), "reason": (str, False)},
@@ -89,6 +89,14 @@ def _check_fields_of_client_frame(frame: dict[str, Any]) -> None:
             raise FrameError("bad_request", f"{kind}: field {name!r} contains a NUL byte or a lone surrogate")
         if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
             raise FrameError("bad_request", f"{kind}: field {name!r} is out of range")
+
+
+def check_attachment_ids(frame: dict[str, Any]) -> list[str]:
+    """A `message.send`'s `attachments`: a short list of id strings (each checked when the send is stored)."""
+    ids = frame.get("attachments") or []
+    if len(ids) > 100 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise FrameError("bad_request", "message.send: 'attachments' must be a list of attachment ids", client_id_of(frame))
+    return ids
 
 
 def storable(text: str) -> bool:

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from agents.models import ALL_SETTINGS, supported_settings
 from chat import branches as chat_branches
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, with_attachments
 
 
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def history_page(conversation_id: Any, before_id: int | None = None, size: int |
     q = Message.objects.filter(conversation_id=conversation_id, on_branch=True).select_related("author")
     if before_id is not None:
         q = q.filter(id__lt=before_id)
-    rows = list(q.order_by("-id")[: size + 1])
+    rows = list(with_attachments(q.order_by("-id"))[: size + 1])
     messages = [m.to_dict() for m in reversed(rows[:size])]
     if branches:
         chat_branches.annotate(conversation_id, messages)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import attachment_views, views
 from chat.exports import export_json, export_md, import_conversation
 from chat.search import search_page
 from chat.sharing import create_link, revoke_link
@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:conversation_id>/", views.conversation_page, name="conversation"),
     path("<uuid:conversation_id>/rename/", views.rename_conversation, name="rename"),
     path("<uuid:conversation_id>/delete/", views.delete_conversation, name="delete"),
+    path("<uuid:conversation_id>/attachments/", attachment_views.upload, name="upload"),
     path("import/", import_conversation, name="import"),
     path("<uuid:conversation_id>/export.md", export_md, name="export_md"),
     path("<uuid:conversation_id>/export.json", export_json, name="export_json"),

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from chat.models import Conversation
 from chat.session import conversation_dict
+from chat.uploads import attachment_config
 
 MAX_TITLE_CHARS = 200
 
@@ -42,6 +43,7 @@ def conversation_page(request: HttpRequest, conversation_id) -> HttpResponse:
                 "ws_path": f"/ws/chat/{conversation.id}/",
                 "max_message_chars": settings.NOUS_MAX_MESSAGE_CHARS,
                 "username": request.user.get_username(),
+                "attachments": attachment_config(conversation),
             },
         },
     )

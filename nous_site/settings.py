@@ -315,6 +315,19 @@ NOUS_PRESENCE_TTL_SECS = envfloat("NOUS_PRESENCE_TTL_SECS", 30.0, above=0)
 NOUS_APPROVAL_TOOLS = envlist("NOUS_APPROVAL_TOOLS", "")
 # The largest conversation export `/chat/import/` reads.
 NOUS_IMPORT_MAX_BYTES = envint("NOUS_IMPORT_MAX_BYTES", 5 * 1024 * 1024, min=1)
+# Attachments (chat.uploads): stored in the database with their message. Images are sniffed by
+# their magic bytes; text must be UTF-8 without NUL and carry one of the extensions below.
+NOUS_ATTACHMENT_MAX_IMAGE_BYTES = envint("NOUS_ATTACHMENT_MAX_IMAGE_BYTES", 5 * 1024 * 1024, min=1)
+NOUS_ATTACHMENT_MAX_TEXT_BYTES = envint("NOUS_ATTACHMENT_MAX_TEXT_BYTES", 512 * 1024, min=1)
+NOUS_ATTACHMENTS_PER_MESSAGE = envint("NOUS_ATTACHMENTS_PER_MESSAGE", 5, min=1)
+NOUS_ATTACHMENT_IMAGE_TYPES = envlist("NOUS_ATTACHMENT_IMAGE_TYPES", "image/png,image/jpeg,image/gif,image/webp")
+NOUS_ATTACHMENT_TEXT_EXTENSIONS = envlist(
+    "NOUS_ATTACHMENT_TEXT_EXTENSIONS",
+    "txt,md,markdown,csv,tsv,json,jsonl,xml,yaml,yml,toml,ini,cfg,log,py,js,mjs,ts,tsx,jsx,html,htm,css,scss,"
+    "c,h,cpp,hpp,cc,java,kt,go,rs,rb,php,sh,bash,zsh,sql,swift,cs,r,lua,pl,scala,dart,vue,svelte,tex,diff,patch",
+)
+# Model strings (or `provider:` prefixes) that accept images besides agents.models.capabilities' table.
+NOUS_IMAGE_MODELS = envlist("NOUS_IMAGE_MODELS", "")
 # A deployment's own tools, by dotted path to a function or an agents.tools.Tool.
 NOUS_TOOLS = envlist("NOUS_TOOLS", "")
 NOUS_APPROVAL_TIMEOUT_SECS = envfloat("NOUS_APPROVAL_TIMEOUT_SECS", 300.0, above=0)

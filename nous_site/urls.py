@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chat.attachment_views import attachment
 from chat.sharing import shared_page
 from nous_site import health
 from nous_site.metrics import metrics_view
@@ -17,4 +18,5 @@ urlpatterns = [
     path("rooms/", include("rooms.urls")),
     path("contact/", include("contact.urls")),
     path("s/<str:token>/", shared_page, name="shared"),
+    path("attachments/<uuid:attachment_id>/", attachment, name="attachment"),
 ]

@@ -85,6 +85,8 @@ class RoomConsumer(ConversationSocket):
     # --- client frames -------------------------------------------------------------------
 
     async def on_message_send(self, frame: dict[str, Any]) -> None:
+        if frame.get("attachments"):
+            raise FrameError("bad_request", "Attachments are for private chats only, not rooms (yet)", frame["client_id"])
         content = actions.check_content(frame["content"], frame["client_id"])
         await self.check_send_allowed()
         if self.typing_since is not None:

@@ -69,7 +69,7 @@ def test_cleanup_agents_dry_run_lists_the_stale_runs_and_changes_nothing(stale_a
     assert f"would end {lost.id} (queued, queued " in out
     assert str(live.id) not in out
     assert summary == ("Done! Would end 2 stale run(s) as failed: 1 running with no heartbeat, "
-                       "1 queued and never picked up. Would expire 0 approval(s).")
+                       "1 queued and never picked up. Would expire 0 approval(s). Would delete 0 unsent attachment(s).")
     assert [status_of(r) for r in stale_and_live] == ["running", "queued", "running"]
 
 
@@ -77,7 +77,7 @@ def test_cleanup_agents_ends_stale_runs_failed_keeping_the_text_and_is_idempoten
     dead, lost, live = stale_and_live
     out, summary = command("cleanup_agents")
     assert summary == ("Done! Ended 2 stale run(s) as failed: 1 running with no heartbeat, 1 queued and never picked up."
-                       " Expired the approvals of 0 run(s).")
+                       " Expired the approvals of 0 run(s). Deleted 0 unsent attachment(s).")
     assert f"ended {dead.id} as failed" in out and f"ended {lost.id} as failed" in out
     assert [status_of(r) for r in stale_and_live] == ["failed", "failed", "running"]
     dead.refresh_from_db()

@@ -151,10 +151,14 @@ def to_anthropic_messages(messages: list[dict[str, Any]]) -> tuple[list[str], li
 
 
 def _content_blocks(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, list):  # already content blocks
-        return [dict(block) for block in content]
+    if isinstance(content, list):  # parts: our images become base64 image blocks, the rest is passed on
+        return [_image_block(part) if part.get("type") == "image" else dict(part) for part in content]
     text = "" if content is None else str(content)
     return [{"type": "text", "text": text}] if text else []
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": part["media_type"], "data": part["data"]}}
 
 
 def to_provider_error(exc: BaseException) -> ProviderError | None:

@@ -30,8 +30,10 @@ class ToolDefinition:
 class ModelRequest:
     """One call to a model.
 
-    `messages` are plain dicts: `{"role": "user"|"assistant", "content": str}`, an assistant
-    message may carry `tool_calls: [{"id", "name", "arguments"}]`, and a tool result is
+    `messages` are plain dicts: `{"role": "user"|"assistant", "content": str}`; a user message's
+    content may instead be a list of parts, `{"type": "text", "text"}` and
+    `{"type": "image", "media_type", "data"}` (base64), which each provider maps to its wire format
+    (see `agents.models.capabilities.accepts_images`). An assistant message may carry `tool_calls: [{"id", "name", "arguments"}]`, and a tool result is
     `{"role": "tool", "tool_call_id", "name", "content", "is_error"}`.
     """
 

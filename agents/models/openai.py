@@ -155,6 +155,14 @@ def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif out["content"] is None:
                 out["content"] = ""
             result.append(out)
+        elif isinstance(content, list):  # parts: images as `image_url` parts with a data URL
+            result.append({"role": "user", "content": [_openai_part(part) for part in content]})
         else:
             result.append({"role": role if role in ("system", "developer") else "user", "content": content if content is not None else ""})
     return result
+
+
+def _openai_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image":
+        return {"type": "image_url", "image_url": {"url": f"data:{part['media_type']};base64,{part['data']}"}}
+    return dict(part)

@@ -15,7 +15,10 @@ a conversation's model: `test:tps=50,words=120,fail=provider_error,fail_after=10
 - `window`: a context window in tokens; a request whose prompt (instructions, messages and tool
   definitions, counted as about 4 characters a token, the way real tokenizers run on English) plus
   its answer exceeds it fails as a provider refuses a too-long prompt: `context_length`, not retryable.
-The answer after tool calls opens with what the tools returned.
+- `images`: `yes` (default) or `no`; a model with `images=no` refuses image parts, as a text-only
+  provider model does (`agents.models.capabilities.accepts_images`).
+The answer after tool calls opens with what the tools returned; an answer to a message with
+images opens with "I see N image(s).".
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, AsyncIterator
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
 from agents.models.base import ModelRequest, ToolDefinition
+from agents.models.capabilities import image_count, text_of
 
 VOCABULARY = (
     "agents stream answers token by token while the page keeps every word in order and nothing "
@@ -48,7 +52,7 @@ ARITHMETIC = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:[-+*/%()]+\s*[\d.\s()]*)+")
 
 
 def _count_words(messages: list[dict]) -> int:
-    return sum(len(str(m.get("content") or "").split()) for m in messages)
+    return sum(len(text_of(m.get("content")).split()) for m in messages)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class TestModel:
     tools: tuple[str, ...] = ()
     tool_rounds: int = 1
     window: int | None = None
+    accepts_images: bool = True
     provider: str = "test"
     name: str = ""
     supported_settings: frozenset[str] = frozenset({"max_tokens"})
@@ -93,6 +98,7 @@ class TestModel:
                 tools=tuple(filter(None, (options.pop("tools", "") or options.pop("tool", "")).split("+"))),
                 tool_rounds=int(options.pop("tool_rounds", 1)),
                 window=int(options.pop("window")) if "window" in options else None,
+                accepts_images=_yes_or_no("images", options.pop("images", "yes")),
                 name=name,
             )
         except ValueError as exc:
@@ -128,7 +134,7 @@ class TestModel:
 
     def answer_for(self, request: ModelRequest) -> list[str]:
         """The words this model answers a request with: a pure function of the last user message."""
-        prompt = next((str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        prompt = _last_user_text(request)
         seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
         rng = random.Random(seed)
         count = min(self.words, int(request.settings.get("max_tokens") or self.words))
@@ -157,6 +163,11 @@ class TestModel:
         results = [f"{m.get('name')} returned {m.get('content')}." for m in turn if m.get("role") == "tool"]
         if results and words:
             words = [" ".join(results) + " "] + [words[0].lstrip()] + words[1:]
+        images = image_count(next((m.get("content") for m in reversed(request.messages) if m.get("role") == "user"), ""))
+        if images and not self.accepts_images:
+            raise ProviderError("provider_error", f"test:{self.name} does not accept images", False)
+        if images and words:
+            words = [f"I see {images} image{'s' if images > 1 else ''}. "] + [words[0].lstrip()] + words[1:]
         for index in itertools.count():
             if failing and index == self.fail_after:
                 raise ProviderError(str(self.fail), f"test model failure ({self.fail})", self.fail in RETRYABLE_CODES)
@@ -169,9 +180,19 @@ class TestModel:
 
 
 def _prompt_tokens(request: ModelRequest) -> int:
-    texts = [request.instructions, *(str(m.get("content") or "") for m in request.messages)]
+    texts = [request.instructions, *(text_of(m.get("content")) for m in request.messages)]
     texts.append(json.dumps([t.__dict__ for t in request.tools]) if request.tools else "")
     return sum(-(-len(text) // 4) for text in texts)
+
+
+def _last_user_text(request: ModelRequest) -> str:
+    return next((text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+
+
+def _yes_or_no(option: str, value: str) -> bool:
+    if value not in ("yes", "no"):
+        raise ValueError(f"{option} must be yes or no, not {value!r}")
+    return value == "yes"
 
 
 def _since_last_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,7 +208,7 @@ def sample_arguments(definition: ToolDefinition | None, request: ModelRequest) -
     if definition is None:
         return {}
     properties = definition.parameters.get("properties") or {}
-    prompt = next((str(m.get("content", "")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+    prompt = _last_user_text(request)
     arguments: dict[str, Any] = {}
     for name in definition.parameters.get("required") or []:
         if definition.name == "calculator" and name == "expression":

@@ -23,6 +23,7 @@ from chat.runs import approvals, queueing
 from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy, RunSnapshot
+from chat.uploads import AttachmentRefused
 
 log = logging.getLogger("nous.chat")
 
@@ -31,13 +32,14 @@ MAX_INSTRUCTIONS_CHARS = 20_000
 MAX_TOKENS_LIMIT = 200_000
 
 
-def check_content(content: str, client_id: str | None = None) -> str:
+def check_content(content: str, client_id: str | None = None, allow_empty: bool = False) -> str:
     """The message text to store, or `FrameError` (nothing stored) if it must be refused.
 
-    `client_id` is checked too when given (a send; an edit has none).
+    `client_id` is checked too when given (a send; an edit has none). `allow_empty`: a send with
+    attachments needs no text.
     """
     content = content.strip()
-    if not content:
+    if not content and not allow_empty:
         raise FrameError("bad_request", "The message is empty", client_id)
     if client_id is not None and (not client_id or len(client_id) > 64):
         raise FrameError("bad_request", "client_id must be 1 to 64 characters")
@@ -47,12 +49,14 @@ def check_content(content: str, client_id: str | None = None) -> str:
 
 
 async def do_chat_send(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
-                       reply: Reply) -> None:
-    """A chat's `message.send`: the message and its run stored together, then the run started."""
+                       reply: Reply, attachment_ids: list[str] | None = None) -> None:
+    """A chat's `message.send`: the message, its attachments and its run stored together, then the run started."""
     try:
-        sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id)
+        sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
     except Busy:
         raise FrameError("busy", "An answer is still being written; stop it or wait", client_id) from None
+    except AttachmentRefused as refused:
+        raise FrameError(refused.code, refused.message, client_id) from None
     created = {"type": "message.created", "message": sent.message.to_dict()}
     await reply(created)
     if sent.duplicate:

@@ -12,11 +12,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from chat import branches
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Attachment, Conversation, Message
+from chat.uploads import attachments_by_message, model_content
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 RETRY_HINT = "Press Retry for a new answer."
@@ -92,20 +93,26 @@ def model_history(conversation_id: Any, before_id: int, limit: int | None = None
     text, oldest first.
 
     Each turn carries its `author`; `with_names` (rooms) also writes it into the text the model
-    reads ("alice: ..."), since several people speak there.
+    reads ("alice: ..."), since several people speak there. A user turn's attachments ride in its
+    content (chat.uploads.model_content): one more query, only when some turn has any.
     """
-    rows = (
+    rows = list(
         Message.objects.filter(conversation_id=conversation_id, on_branch=True, id__lt=before_id,
                                role__in=[Message.Role.USER, Message.Role.ASSISTANT])
-        .exclude(content="")
+        .exclude(content="", role=Message.Role.ASSISTANT)
+        .annotate(has_files=Exists(Attachment.objects.filter(message=OuterRef("pk"))))
         .order_by("-id")
-        .values("role", "content", "author__username")[: limit or settings.NOUS_CONTEXT_MESSAGES]
+        .values("id", "role", "content", "author__username", "has_files")[: limit or settings.NOUS_CONTEXT_MESSAGES]
     )
+    files = attachments_by_message([r["id"] for r in rows if r["has_files"]])
     history = []
     for r in reversed(rows):
         author = r["author__username"] or ("deleted user" if r["role"] == Message.Role.USER else "assistant")
-        content = f"{author}: {r['content']}" if with_names and r["role"] == Message.Role.USER else r["content"]
-        history.append({"role": r["role"], "content": content, "author": author})
+        content: Any = f"{author}: {r['content']}" if with_names and r["role"] == Message.Role.USER else r["content"]
+        if r["id"] in files:
+            content = model_content(content, files[r["id"]])
+        if content:
+            history.append({"role": r["role"], "content": content, "author": author})
     return history
 
 

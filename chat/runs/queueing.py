@@ -15,7 +15,8 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat import branches
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, with_attachments
+from chat.uploads import claim_for_message
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools", "fallback_models")
 
@@ -78,10 +79,12 @@ def queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> 
         raise Busy() from None
 
 
-def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str) -> SendResult:
-    """A chat's send: the user's message and its run, atomically; idempotent on `client_id`.
+def store_message_and_queue_run(conversation: Conversation, user: Any, content: str, client_id: str,
+                                attachment_ids: list[str] | None = None) -> SendResult:
+    """A chat's send: the user's message, its attachments and its run, atomically; idempotent on `client_id`.
 
-    Raises `Busy` (storing nothing) when a run is already active.
+    Raises `Busy` (storing nothing) when a run is already active, `AttachmentRefused` (storing
+    nothing) when an attachment may not be sent.
     """
     try:
         with transaction.atomic():
@@ -91,6 +94,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             # The settings as stored now (another tab may have changed them since this socket
             # connected), and the title, in one read: this is on the path to the first token.
             row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
+            claim_for_message(message, user, conversation.id, attachment_ids or [], row["model"])
             run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
             titled = not row["title"]
             # This update locks the conversation's row (after the run's insert: chat.branches), so
@@ -101,7 +105,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
             )
             branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
-        existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
+        existing = with_attachments(Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id)).first()
         if existing:  # a resend, or the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None

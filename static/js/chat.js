@@ -100,6 +100,7 @@
     answerNotes.render(record);
     draw(record);
     if (branchUi) branchUi.decorate(record);
+    window.NousAttachments.show(record, message.attachments);
   }
 
   function renderUsage(record) {
@@ -177,6 +178,10 @@
 
   // --- composer ---------------------------------------------------------------------------
 
+  /* Pending uploads (static/js/attachments.js): sent with the next message. */
+  var files = new window.NousAttachments.Composer(data.attachments, { button: $("attach"), input: $("attach-input"),
+    chips: $("attachment-chips"), error: $("attach-error") }, function () { updateComposer(); });
+
   function runActive() {
     return !!state.activeRun || state.expectRun;
   }
@@ -184,7 +189,7 @@
   function updateComposer() {
     var busy = runActive() || !!state.pending;
     ui.input.disabled = busy;
-    ui.send.disabled = busy;
+    ui.send.disabled = busy || files.uploading();
     ui.stop.hidden = !state.activeRun;
     ui.stop.disabled = !!state.stopRef;
     ui.stop.textContent = state.stopRef ? "Stopping…" : "Stop";
@@ -206,20 +211,21 @@
   /* Post a message: keep it pending (and the text in the input) until the server answers. */
   function sendMessage(content, fromInput) {
     content = content.trim();
-    if (!content || state.pending || runActive()) return;
+    if ((!content && !files.items.length) || files.uploading() || state.pending || runActive()) return;
     if (content.length > data.max_message_chars) {
       showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.", false);
       return;
     }
     hideBanner();
-    state.pending = { client_id: uuid(), content: content, fromInput: fromInput };
+    state.pending = { client_id: uuid(), content: content, fromInput: fromInput, attachments: files.ids() };
     transmitPending();
     updateComposer();
   }
 
   function transmitPending() {
     if (!state.pending) return;
-    sock.send({ type: "message.send", content: state.pending.content, client_id: state.pending.client_id });
+    sock.send({ type: "message.send", content: state.pending.content, client_id: state.pending.client_id,
+      attachments: state.pending.attachments });
   }
 
   ui.composer.addEventListener("submit", function (event) {
@@ -493,6 +499,7 @@
       upsert(message);
       if (pending && message.client_id === pending.client_id) {
         state.pending = null;
+        files.clear();
         if (pending.fromInput && ui.input.value.trim() === pending.content) {
           ui.input.value = "";
           autoGrow();

@@ -5,6 +5,7 @@ from django.utils import timezone
 from chat.models import AgentRun, ToolApproval
 from chat.runs import lifecycle
 from chat.runs.watchdog import end_stale_runs, expire_approvals
+from chat.uploads import prune_unsent
 
 
 def non_negative(value: str) -> float:
@@ -22,7 +23,8 @@ class Command(BaseCommand):
     help = (
         "End agent runs as failed: running ones whose heartbeat is older than --stale-secs (their worker died; "
         "the partial text is kept and the sockets are told) and queued ones older than --queued-secs (no worker "
-        "picked them up). Idempotent: a second pass finds nothing. Run on a schedule by Celery beat (README.md)."
+        "picked them up); delete uploads never sent within a day. Idempotent: a second pass finds nothing. Run on a "
+        "schedule by Celery beat (README.md)."
     )
 
     def add_arguments(self, parser):
@@ -45,7 +47,7 @@ class Command(BaseCommand):
             for approval in due:
                 self.stdout.write(f"would expire the approval of {approval.name} in run {approval.run_id}")
             return summary("Would end", counts[AgentRun.Status.QUEUED], counts[AgentRun.Status.RUNNING]) + \
-                f" Would expire {due.count()} approval(s)."
+                f" Would expire {due.count()} approval(s). Would delete {prune_unsent(dry_run=True)} unsent attachment(s)."
         ended = async_to_sync(end_stale_runs)(options["stale_secs"], options["queued_secs"])
         # A run that was never claimed has no start time: it was ended from `queued`.
         queued = AgentRun.objects.filter(id__in=ended, started_at__isnull=True).count()
@@ -55,4 +57,5 @@ class Command(BaseCommand):
         resumed = async_to_sync(expire_approvals)()
         for run_id in resumed:
             self.stdout.write(f"expired the approvals of {run_id}; it goes on")
-        return summary("Ended", queued, len(ended) - queued) + f" Expired the approvals of {len(resumed)} run(s)."
+        return summary("Ended", queued, len(ended) - queued) + f" Expired the approvals of {len(resumed)} run(s)." \
+            f" Deleted {prune_unsent()} unsent attachment(s)."
