@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from agents.models.capabilities import image_count, text_of
+
 CHARS_PER_TOKEN = 3
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators of one message
 DEFAULT_ANSWER_TOKENS = 4096  # room kept for the answer when max_tokens is not set (at most a quarter of the window)
@@ -21,9 +23,15 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
+# What an image costs a model, about: Anthropic counts width*height/750 tokens for an image scaled to
+# at most ~1.15 megapixels (~1,600), OpenAI 85 + 170 per 512-px tile (~1,100 for 1024x1024).
+IMAGE_TOKENS = 1600
+
+
 def message_tokens(message: dict[str, Any]) -> int:
     """The estimated cost of one message dict, tool calls included."""
-    cost = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(str(message.get("content") or ""))
+    content = message.get("content")
+    cost = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(text_of(content)) + IMAGE_TOKENS * image_count(content)
     if message.get("tool_calls"):
         cost += estimate_tokens(json.dumps(message["tool_calls"]))
     return cost

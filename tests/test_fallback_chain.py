@@ -171,3 +171,12 @@ async def test_a_fallback_with_a_larger_window_sees_more_and_the_result_says_so(
     events = await collect(agent, "and now?", message_history=history(10))
     assert [e.dropped_messages for e in events if isinstance(e, ContextTrimmed)] == [18, 0]
     assert events[-1].result.trimmed_messages == 0 and events[-1].result.model == "test:tps=0,words=5"
+
+
+def test_an_image_counts_as_an_image_not_as_its_base64_text():
+    from agents.context import IMAGE_TOKENS, message_tokens
+
+    picture = {"type": "image", "media_type": "image/png", "data": "A" * 400_000}
+    with_image = {"role": "user", "content": [{"type": "text", "text": "what is this?"}, picture]}
+    text_only = {"role": "user", "content": "what is this?"}
+    assert message_tokens(with_image) == message_tokens(text_only) + IMAGE_TOKENS
