@@ -6,4 +6,8 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from chat.runs.admission import release_on_end
+        from chat.runs.hooks import on_run_end
         from nous_site import checks  # noqa: F401  (registers the settings checks)
+
+        on_run_end(release_on_end)  # first: a room's follow-up run then queues behind the freed slot

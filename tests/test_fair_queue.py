@@ -1,0 +1,182 @@
+"""The deployment-wide fair run queue: at most NOUS_MAX_ACTIVE_RUNS at once, round robin between
+users beyond that, positions told as runs move up, a full queue refused, a dead holder's slot back."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from chat.models import AgentRun, Conversation, Message
+from chat.runs.slots import slots
+from chat.runs.watchdog import end_stale_runs, sweep_slots
+from tests.chat_helpers import run_of, send_frame
+from tests.conftest import PRODUCTION
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
+
+SLOW = "test:tps=20,words=400"  # 20 s: holds the one slot for the whole test
+QUICK = "test:tps=0,words=8"
+ONE_SLOT_ENV = {"NOUS_MAX_ACTIVE_RUNS": "1", "NOUS_RUN_SLOT_TTL_SECS": "3", "NOUS_RUN_SLOT_CLAIM_SECS": "10"}
+
+
+@pytest.fixture
+def one_slot(settings, runs, monkeypatch):
+    """One run at a time across the deployment: in this process and, in production, in a worker
+    restarted with the same settings (the worker releases and promotes when its runs end)."""
+    settings.NOUS_MAX_ACTIVE_RUNS = 1
+    settings.NOUS_RUN_SLOT_TTL_SECS = float(ONE_SLOT_ENV["NOUS_RUN_SLOT_TTL_SECS"])
+    settings.NOUS_RUN_SLOT_CLAIM_SECS = float(ONE_SLOT_ENV["NOUS_RUN_SLOT_CLAIM_SECS"])
+    if not PRODUCTION:
+        yield runs
+        return
+    runs.stop()
+    for name, value in ONE_SLOT_ENV.items():
+        monkeypatch.setenv(name, value)
+    runs.start()
+    yield runs
+    runs.stop()
+    monkeypatch.undo()
+    runs.start()  # the session's worker, with the default settings, for the next tests
+
+
+async def chat_of(user, model: str = QUICK) -> Conversation:
+    return await Conversation.objects.acreate(owner=user, model=model)
+
+
+async def queued_run(socket, content: str) -> dict:
+    """Send a message and return its first `run.queued`."""
+    await socket.send(send_frame(content))
+    frame, _ = await socket.recv_until("run.queued")
+    return frame
+
+
+def positions(socket, run_id: str) -> list[int]:
+    """The positions a socket was told for a run, repeats folded."""
+    told = [f["position"] for f in socket.frames if f["type"] == "run.queued" and f["run_id"] == run_id]
+    return [p for i, p in enumerate(told) if i == 0 or told[i - 1] != p]
+
+
+async def wait_for(condition, timeout: float = 20.0, what: str = "the condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, f"{what} did not happen within {timeout} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_runs_beyond_the_limit_wait_in_round_robin_and_are_told_as_they_move_up(
+        alice, bob, charlie, sockets, one_slot):
+    blocker = await sockets.open(charlie, await chat_of(charlie, "test:tps=20,words=40"))
+    first = await queued_run(blocker, "hold the slot")
+    assert first["position"] == 0
+    await blocker.recv_until("run.delta")
+
+    # alice sends three messages (three conversations), then bob one: bob's goes second.
+    a = [await sockets.open(alice, await chat_of(alice)) for _ in range(3)]
+    a_runs = [(await queued_run(socket, f"alice {i}"))["run_id"] for i, socket in enumerate(a)]
+    b = await sockets.open(bob, await chat_of(bob))
+    b_queued = await queued_run(b, "bob")
+    assert b_queued["position"] == 1  # ahead of alice's 2nd and 3rd: one burst does not starve bob
+    assert [positions(socket, run_id) for socket, run_id in zip(a, a_runs, strict=True)] == [[0], [1], [2]]
+
+    # Each moves up as the one slot frees; every run completes, in the fair order, none lost.
+    for socket in (*a, b, blocker):
+        await socket.recv_until("run.completed", timeout=40)
+    order = [str(r) async for r in AgentRun.objects.filter(
+        conversation__owner__in=[alice, bob]).order_by("started_at").values_list("id", flat=True)]
+    assert order == [a_runs[0], b_queued["run_id"], a_runs[1], a_runs[2]]
+    assert positions(a[0], a_runs[0]) == [0]
+    assert positions(b, b_queued["run_id"]) == [1, 0]
+    assert positions(a[1], a_runs[1]) == [1, 2, 1, 0]
+    assert positions(a[2], a_runs[2]) == [2, 3, 2, 1, 0]
+    for socket, run_id in [*zip(a, a_runs, strict=True), (b, b_queued["run_id"])]:
+        types = [f["type"] for f in socket.frames if f.get("run_id") == run_id]
+        # told its last position before it starts, nothing after: the page's note clears on run.started
+        assert types.index("run.started") > max(i for i, t in enumerate(types) if t == "run.queued")
+    assert await AgentRun.objects.filter(status__in=AgentRun.ACTIVE).acount() == 0
+    assert (await slots().snapshot()) == ([], [])
+
+
+async def test_concurrent_sends_of_several_users_are_all_answered(alice, bob, charlie, sockets, one_slot):
+    users = [alice, alice, bob, bob, charlie, charlie]
+    socks = [await sockets.open(user, await chat_of(user)) for user in users]
+    await asyncio.gather(*(socket.send(send_frame(f"at once {i}")) for i, socket in enumerate(socks)))
+    for socket in socks:
+        await socket.recv_until("run.completed", timeout=40)
+    runs = [r async for r in AgentRun.objects.order_by("started_at").select_related("conversation")]
+    assert [r.status for r in runs] == ["completed"] * 6
+    # The first three to start are one of each user's: round robin, whatever the arrival order.
+    assert len({r.conversation.owner_id for r in runs[:3]}) == 3
+    assert len({r.conversation.owner_id for r in runs[3:]}) == 3
+
+
+async def test_a_full_queue_refuses_a_send_and_stores_nothing(alice, bob, charlie, sockets, settings, one_slot):
+    settings.NOUS_MAX_QUEUED_RUNS = 1
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    waiting = await sockets.open(bob, await chat_of(bob))
+    assert (await queued_run(waiting, "I wait"))["position"] == 0
+    conversation = await chat_of(alice)
+    socket = await sockets.open(alice, conversation)
+    frame = send_frame("no room for me")
+    await socket.send(frame)
+    error, _ = await socket.recv_until("error")
+    assert (error["code"], error["ref"]) == ("overloaded", frame["client_id"])
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    assert not await AgentRun.objects.filter(conversation=conversation).aexists()
+    await blocker.send({"type": "run.stop"})
+    await blocker.recv_until("run.stopped")
+    await waiting.recv_until("run.completed", timeout=20)
+    await socket.send(send_frame("room again"))  # a slot is free again
+    await socket.recv_until("run.completed", timeout=20)
+
+
+async def test_stopping_a_run_that_waits_takes_it_out_of_the_queue(alice, bob, charlie, sockets, one_slot):
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    mine = await sockets.open(alice, await chat_of(alice))
+    my_run = (await queued_run(mine, "never mind"))["run_id"]
+    theirs = await sockets.open(bob, await chat_of(bob))
+    their_run = (await queued_run(theirs, "after alice"))["run_id"]
+    assert positions(theirs, their_run) == [1]
+
+    await mine.send({"type": "run.stop"})
+    stopped, _ = await mine.recv_until("run.stopped")
+    assert stopped["run_id"] == my_run and (await run_of(my_run)).status == "stopped"
+    moved, _ = await theirs.recv_until("run.queued")
+    assert (moved["run_id"], moved["position"]) == (their_run, 0)
+    assert (await slots().snapshot())[1] == [their_run]
+
+    await blocker.send({"type": "run.stop"})
+    await blocker.recv_until("run.stopped")
+    await theirs.recv_until("run.completed", timeout=20)
+    assert (await run_of(my_run)).started_at is None  # it never ran
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="needs REDIS_URL: a Celery worker process to kill")
+async def test_a_killed_workers_slot_comes_back_and_the_waiting_run_runs(alice, charlie, sockets, one_slot):
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    dead_run = (await queued_run(blocker, "I will die"))["run_id"]
+    await blocker.recv_until("run.delta")
+    socket = await sockets.open(alice, await chat_of(alice))
+    my_run = (await queued_run(socket, "my turn next"))["run_id"]
+    await sync_to_async(one_slot.kill)()
+
+    assert await sweep_slots() == 0  # the dead worker's lease has not run out yet
+    assert (await run_of(my_run)).status == "queued"
+    await sync_to_async(one_slot.start)()
+
+    async def started() -> bool:
+        await sweep_slots()
+        return (await run_of(my_run)).status != "queued"
+
+    await wait_for(started, what="the waiting run starting on the new worker")
+    completed, _ = await socket.recv_until("run.completed", timeout=20)
+    assert completed["run_id"] == my_run
+    # The dead run itself is the watchdog's: failed, never run again.
+    assert (await run_of(dead_run)).status == "running"
+    await AgentRun.objects.filter(id=dead_run).aupdate(heartbeat_at=timezone.now() - timezone.timedelta(hours=1))
+    assert await end_stale_runs() == [dead_run]
+    failed, _ = await blocker.recv_until("run.failed")
+    assert failed["run_id"] == dead_run
+    assert (await slots().snapshot()) == ([], [])
