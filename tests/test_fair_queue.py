@@ -2,6 +2,7 @@
 users beyond that, positions told as runs move up, a full queue refused, a dead holder's slot back."""
 
 import asyncio
+import os
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,24 +21,34 @@ QUICK = "test:tps=0,words=8"
 ONE_SLOT_ENV = {"NOUS_MAX_ACTIVE_RUNS": "1", "NOUS_RUN_SLOT_TTL_SECS": "3", "NOUS_RUN_SLOT_CLAIM_SECS": "10"}
 
 
-@pytest.fixture
-def one_slot(settings, runs, monkeypatch):
-    """One run at a time across the deployment: in this process and, in production, in a worker
-    restarted with the same settings (the worker releases and promotes when its runs end)."""
-    settings.NOUS_MAX_ACTIVE_RUNS = 1
-    settings.NOUS_RUN_SLOT_TTL_SECS = float(ONE_SLOT_ENV["NOUS_RUN_SLOT_TTL_SECS"])
-    settings.NOUS_RUN_SLOT_CLAIM_SECS = float(ONE_SLOT_ENV["NOUS_RUN_SLOT_CLAIM_SECS"])
+@pytest.fixture(scope="module")
+def one_slot_worker(request):
+    """In production, the session's worker restarted with one slot and short leases for this
+    module (the worker releases and promotes when its runs end), and restored after it."""
     if not PRODUCTION:
-        yield runs
+        yield None
         return
-    runs.stop()
+    worker = request.getfixturevalue("celery_worker")
+    saved = {name: os.environ.get(name) for name in ONE_SLOT_ENV}
+    worker.stop()
+    os.environ.update(ONE_SLOT_ENV)
+    worker.start()
+    yield worker
+    worker.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    worker.start()
+
+
+@pytest.fixture
+def one_slot(settings, one_slot_worker, runs):
+    """One run at a time across the deployment: this process and the worker agree."""
     for name, value in ONE_SLOT_ENV.items():
-        monkeypatch.setenv(name, value)
-    runs.start()
-    yield runs
-    runs.stop()
-    monkeypatch.undo()
-    runs.start()  # the session's worker, with the default settings, for the next tests
+        setattr(settings, name, type(getattr(settings, name))(value))
+    return runs
 
 
 async def chat_of(user, model: str = QUICK) -> Conversation:
@@ -180,3 +191,22 @@ async def test_a_killed_workers_slot_comes_back_and_the_waiting_run_runs(alice, 
     failed, _ = await blocker.recv_until("run.failed")
     assert failed["run_id"] == dead_run
     assert (await slots().snapshot()) == ([], [])
+
+
+async def test_the_admin_and_the_metrics_show_the_waiting_runs_with_their_positions(
+        admin_client, alice, bob, charlie, sockets, settings, one_slot):
+    from django.test import Client
+
+    from tests.test_metrics import sample
+
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    holding = (await queued_run(blocker, "hold the slot"))["run_id"]
+    first = (await queued_run(await sockets.open(alice, await chat_of(alice)), "first"))["run_id"]
+    second = (await queued_run(await sockets.open(bob, await chat_of(bob)), "second"))["run_id"]
+
+    page = (await sync_to_async(admin_client.get)("/admin/chat/agentrun/?fair_queue=waiting")).content.decode()
+    rows = {run_id: next(row for row in page.split("<tr")[1:] if run_id in row) for run_id in (first, second)}
+    assert "0 ahead" in rows[first] and "1 ahead" in rows[second] and holding not in page
+    settings.NOUS_METRICS_ALLOW = ["127.0.0.0/8"]
+    scrape = (await sync_to_async(Client().get)("/metrics")).content.decode()
+    assert (sample(scrape, "nous_runs_queued"), sample(scrape, "nous_runs_active")) == (2, 1)
