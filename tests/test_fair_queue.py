@@ -210,3 +210,43 @@ async def test_the_admin_and_the_metrics_show_the_waiting_runs_with_their_positi
     settings.NOUS_METRICS_ALLOW = ["127.0.0.0/8"]
     scrape = (await sync_to_async(Client().get)("/metrics")).content.decode()
     assert (sample(scrape, "nous_runs_queued"), sample(scrape, "nous_runs_active")) == (2, 1)
+
+
+async def test_a_run_paused_for_approval_gives_its_slot_back_and_goes_first_once_decided(
+        alice, bob, charlie, sockets, one_slot):
+    guarded = await Conversation.objects.acreate(owner=alice, model="test:tools=calculator,tps=200,words=12",
+                                                 approval_tools=["calculator"])
+    mine = await sockets.open(alice, guarded)
+    await mine.send(send_frame("what is 6 * 7"))
+    required, _ = await mine.recv_until("run.approval_required")
+    my_run = required["run_id"]
+    await wait_for(lambda: AgentRun.objects.filter(id=my_run, status="waiting").aexists(), what="the pause")
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "the slot alice gave back")
+    await blocker.recv_until("run.started")
+    theirs = await sockets.open(bob, await chat_of(bob))
+    their_run = (await queued_run(theirs, "I came first"))["run_id"]
+    assert positions(theirs, their_run) == [0]
+
+    await mine.send({"type": "tool.decide", "tool_call_id": required["tool_call"]["id"], "approved": True})
+    queued, _ = await mine.recv_until("run.queued")
+    assert (queued["run_id"], queued["position"]) == (my_run, 0)  # ahead of bob's
+    moved, _ = await theirs.recv_until("run.queued")
+    assert (moved["run_id"], moved["position"]) == (their_run, 1)
+    await blocker.send({"type": "run.stop"})
+    await mine.recv_until("run.completed", timeout=20)
+    await theirs.recv_until("run.completed", timeout=20)
+    mine_ended, theirs_started = (await run_of(my_run)).finished_at, (await run_of(their_run)).started_at
+    assert theirs_started > mine_ended
+
+
+async def test_the_watchdog_leaves_a_run_waiting_its_turn_alone(alice, charlie, sockets, one_slot):
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    socket = await sockets.open(alice, await chat_of(alice))
+    my_run = (await queued_run(socket, "patience"))["run_id"]
+    await AgentRun.objects.filter(id=my_run).aupdate(created_at=timezone.now() - timezone.timedelta(hours=1))
+    assert await end_stale_runs(queued_secs=60) == []  # queued legitimately: it waits its turn
+    assert (await run_of(my_run)).status == "queued"
+    await blocker.send({"type": "run.stop"})
+    await socket.recv_until("run.completed", timeout=20)

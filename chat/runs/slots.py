@@ -8,7 +8,7 @@ sweeps, so a killed worker's slots come back. The waiting order is start-time fa
 run's tag is max(virtual clock, its user's last tag + 1), ties by arrival, and the virtual clock
 is the largest tag admitted so far (a run admitted at once takes a tag too); with alice's 3 runs
 and bob's 1 waiting, the order is a1, b1, a2, a3. A run asked to go first (an approval was
-decided) gets tag 0.
+decided) gets tag -1, before every tag a user can have.
 
 Process memory in the embedded default, Redis in production: each admit or release is one Lua
 script, one round trip, atomic across processes.
@@ -28,7 +28,8 @@ from chat.runs.redis_client import redis_client
 # ones further back when they reach a multiple of this, so a release costs at most ~200 frames.
 NOTIFY_EVERY_MOVE_BELOW = 100
 NOTIFY_EVERY = 10
-TIE_BITS = 16  # score = tag << TIE_BITS | arrival: equal tags in arrival order
+TIE_BITS = 16  # score = tag * 2**TIE_BITS + arrival: equal tags in arrival order
+FIRST_TAG = -1  # a run that goes first (tags of users start at 0)
 # A send is refused before anything is stored when the queue is full. The waiting count an admit
 # or release of this process saw recently spares that check its round trip while the queue is
 # far from full; the admit itself is the exact, atomic check (a run it refuses ends `overloaded`).
@@ -114,9 +115,9 @@ class MemorySlots:
         elif len(self.waiting) >= settings.NOUS_MAX_QUEUED_RUNS:
             outcome, position = "full", 0
         else:
-            tag = 0 if first else self._tag(user)
+            tag = FIRST_TAG if first else self._tag(user)
             self.arrivals += 1
-            self.waiting[run_id] = ((tag << TIE_BITS) | (self.arrivals % (1 << TIE_BITS)), user, conversation_id, tag)
+            self.waiting[run_id] = (tag * (1 << TIE_BITS) + self.arrivals % (1 << TIE_BITS), user, conversation_id, tag)
             outcome, position = "waiting", self._order().index(run_id)
             shifted = 0 if admitted else position + 1
         return Admission(admitted, self._moved(shifted), len(self.waiting), outcome, position)
@@ -217,7 +218,7 @@ local function moved(start)
 end
 """.replace("NOTIFY_BELOW", str(NOTIFY_EVERY_MOVE_BELOW)).replace("NOTIFY_EVERY", str(NOTIFY_EVERY))
 
-# ARGV[5..8]: user, conversation, max queued, first (1: tag 0).
+# ARGV[5..8]: user, conversation, max queued, first (1: FIRST_TAG).
 _ADMIT = _COMMON + """
 local user, conv, max_queued, first = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1'
 local admitted = promote()
@@ -235,7 +236,7 @@ if redis.call('ZCARD', holders) < max_active then
 end
 local count = redis.call('ZCARD', waiting)
 if count >= max_queued then return {'full', 0, admitted, moved(shifted), count} end
-local tag = 0
+local tag = FIRST_TAG
 if not first then tag = tag_of(user) end
 local arrival = redis.call('HINCRBY', state, 'arrivals', 1) % TIE_SPAN
 redis.call('ZADD', waiting, string.format('%d', tag * TIE_SPAN + arrival), run)
@@ -243,7 +244,7 @@ redis.call('HSET', info, run, user .. '\\t' .. conv .. '\\t' .. string.format('%
 rank = redis.call('ZRANK', waiting, run)
 if shifted < 0 then shifted = rank + 1 end
 return {'waiting', rank, admitted, moved(shifted), count + 1}
-""".replace("TIE_SPAN", str(1 << TIE_BITS))
+""".replace("TIE_SPAN", str(1 << TIE_BITS)).replace("FIRST_TAG", str(FIRST_TAG))
 
 _RELEASE = _COMMON + """
 redis.call('ZREM', holders, run)
