@@ -250,3 +250,25 @@ async def test_the_watchdog_leaves_a_run_waiting_its_turn_alone(alice, charlie, 
     assert (await run_of(my_run)).status == "queued"
     await blocker.send({"type": "run.stop"})
     await socket.recv_until("run.completed", timeout=20)
+
+
+async def test_a_room_answer_that_cannot_be_queued_ends_failed_overloaded(alice, bob, charlie, sockets, settings, one_slot):
+    from rooms.models import create_room
+    from tests.conftest import open_socket
+
+    settings.NOUS_MAX_QUEUED_RUNS = 0  # one slot, no waiting
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    room = await sync_to_async(create_room)(alice, "Busy day", model=QUICK)
+    socket, connected, _ = await open_socket(bob, f"/ws/rooms/{room.slug}/")
+    assert connected
+    try:
+        await socket.recv_until("session.ready")
+        frame = send_frame("@ai are you there?")
+        await socket.send(frame)
+        created, _ = await socket.recv_until("message.created")
+        assert created["message"]["client_id"] == frame["client_id"]  # the message itself is kept
+        failed, _ = await socket.recv_until("run.failed")
+        assert failed["error"]["code"] == "overloaded" and failed["error"]["retryable"] is True
+    finally:
+        await socket.close()

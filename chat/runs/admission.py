@@ -34,7 +34,7 @@ async def admit(conversation_id: Any, run_id: str, user: str, first: bool = Fals
         await _hand_over(conversation_id, run_id)
         return
     if admission.outcome == "full":
-        await fail_unsubmitted(run_id)
+        await fail_unsubmitted(run_id, "Too many answers are being written right now")
     elif admission.outcome == "waiting":
         await publish(conversation_id, {"type": "run.queued", "run_id": run_id, "position": admission.position})
     else:

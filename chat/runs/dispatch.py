@@ -71,9 +71,9 @@ async def stop_run(run_id: str, by: str = "") -> bool:
     return False
 
 
-async def fail_unsubmitted(run_id: str) -> None:
-    """End a queued run that could not be handed to an executor, and tell its watchers."""
-    error = {"code": "overloaded", "message": "The agent could not be started", "retryable": True}
+async def fail_unsubmitted(run_id: str, message: str = "The agent could not be started") -> None:
+    """End a queued run that could not be handed to an executor (or queued), and tell its watchers."""
+    error = {"code": "overloaded", "message": message, "retryable": True}
     frame = await db_call(lifecycle.finish_run)(run_id, "failed", "", 0, None, error, Q(status=AgentRun.Status.QUEUED))
     if frame is not None:
         await publish_end(frame["conversation_id"], frame)

@@ -150,11 +150,13 @@ class MemorySlots:
         return [r for r, expiry in self.holders.items() if expiry > now], self._order()
 
     def waiting_now(self) -> list[str]:
-        """The waiting runs in order, from sync code (the admin, the metrics)."""
-        return self._order()
+        """The waiting runs in order, from sync code (the admin, the metrics: another thread)."""
+        waiting = dict(self.waiting)  # one atomic copy: the loop's thread may change it meanwhile
+        return sorted(waiting, key=lambda run_id: waiting[run_id][0])
 
     def holders_now(self) -> int:
-        return len(self.holders)
+        now = time.time()
+        return sum(1 for expiry in list(self.holders.values()) if expiry > now)
 
     async def full(self) -> bool:
         """Whether a new run would be refused now (every slot taken, the queue full)."""
