@@ -77,7 +77,7 @@ async def wait_for(condition, timeout: float = 20.0, what: str = "the condition"
 
 async def test_runs_beyond_the_limit_wait_in_round_robin_and_are_told_as_they_move_up(
         alice, bob, charlie, sockets, one_slot):
-    blocker = await sockets.open(charlie, await chat_of(charlie, "test:tps=20,words=40"))
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
     first = await queued_run(blocker, "hold the slot")
     assert first["position"] == 0
     await blocker.recv_until("run.delta")
@@ -91,7 +91,9 @@ async def test_runs_beyond_the_limit_wait_in_round_robin_and_are_told_as_they_mo
     assert [positions(socket, run_id) for socket, run_id in zip(a, a_runs, strict=True)] == [[0], [1], [2]]
 
     # Each moves up as the one slot frees; every run completes, in the fair order, none lost.
-    for socket in (*a, b, blocker):
+    await blocker.send({"type": "run.stop"})
+    await blocker.recv_until("run.stopped")
+    for socket in (*a, b):
         await socket.recv_until("run.completed", timeout=40)
     order = [str(r) async for r in AgentRun.objects.filter(
         conversation__owner__in=[alice, bob]).order_by("started_at").values_list("id", flat=True)]
@@ -172,9 +174,6 @@ async def test_a_killed_workers_slot_comes_back_and_the_waiting_run_runs(alice, 
     socket = await sockets.open(alice, await chat_of(alice))
     my_run = (await queued_run(socket, "my turn next"))["run_id"]
     await sync_to_async(one_slot.kill)()
-
-    assert await sweep_slots() == 0  # the dead worker's lease has not run out yet
-    assert (await run_of(my_run)).status == "queued"
     await sync_to_async(one_slot.start)()
 
     async def started() -> bool:
