@@ -8,13 +8,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
-from django.db.models import Count, F, QuerySet
+from django.db.models import Case, Count, F, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from chat.models import AgentRun, Attachment, Conversation, Message, ShareLink, ToolApproval
 from chat.runs.dispatch import stop_run
+from chat.runs.slots import slots
 from chat.runs.watchdog import fail_runs
 
 PREVIEW_MESSAGES = 20
@@ -51,11 +52,26 @@ class ConversationAdmin(admin.ModelAdmin):
         return format_html('<table>{}</table><p><a href="{}">All messages of this conversation</a></p>', table, link)
 
 
+class FairQueueFilter(admin.SimpleListFilter):
+    """The runs waiting in the fair queue for a slot (their positions in the "queue" column)."""
+
+    title = "fair queue"
+    parameter_name = "fair_queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("waiting", "waiting for a slot")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> QuerySet[AgentRun]:
+        if self.value() == "waiting":
+            return queryset.filter(id__in=slots().waiting_now())
+        return queryset
+
+
 @admin.register(AgentRun)
 class AgentRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "status", "model", "duration", "time_to_first_token", "error_code", "worker",
-                    "created_at")
-    list_filter = ("status", "model", "error_code")
+    list_display = ("id", "conversation", "status", "queue_position", "model", "duration", "time_to_first_token",
+                    "error_code", "worker", "created_at")
+    list_filter = ("status", FairQueueFilter, "model", "error_code")
     list_select_related = ("conversation",)
     ordering = ("-created_at",)
     readonly_fields = [f.name for f in AgentRun._meta.fields]
@@ -63,6 +79,18 @@ class AgentRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentRun]:
+        # The positions come from the slot store (memory or Redis), not from a query.
+        waiting = slots().waiting_now()
+        position = Case(*(When(id=run_id, then=Value(i)) for i, run_id in enumerate(waiting)), default=None,
+                        output_field=IntegerField()) if waiting else Value(None, output_field=IntegerField())
+        return super().get_queryset(request).annotate(fair_position=position)
+
+    @admin.display(description="queue", ordering="fair_position")
+    def queue_position(self, run: AgentRun) -> str:
+        position = run.fair_position  # type: ignore[attr-defined]
+        return "" if position is None else f"{position} ahead"
 
     @admin.display(description="duration")
     def duration(self, run: AgentRun) -> str:

@@ -73,4 +73,11 @@ def check_run_timeouts(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             hint=f"Raise NOUS_RUN_STALE_SECS to at least {MIN_HEARTBEATS_PER_STALE * settings.NOUS_CHECKPOINT_SECS:g}.",
             id="nous.E003",
         )]
+    if settings.NOUS_RUN_SLOT_TTL_SECS < MIN_HEARTBEATS_PER_STALE * settings.NOUS_CHECKPOINT_SECS:
+        return [Error(
+            f"NOUS_RUN_SLOT_TTL_SECS ({settings.NOUS_RUN_SLOT_TTL_SECS:g}) is under {MIN_HEARTBEATS_PER_STALE} heartbeats "
+            f"(NOUS_CHECKPOINT_SECS {settings.NOUS_CHECKPOINT_SECS:g}): the fair queue would give away the slots of live runs.",
+            hint=f"Raise NOUS_RUN_SLOT_TTL_SECS to at least {MIN_HEARTBEATS_PER_STALE * settings.NOUS_CHECKPOINT_SECS:g}.",
+            id="nous.E004",
+        )]
     return []

@@ -23,8 +23,10 @@ RUNS = Counter("nous_runs_total", "Agent runs that ended, by status", ["status"]
 RUN_ERRORS = Counter("nous_run_errors_total", "Runs that failed, by provider and error code", ["provider", "code"])
 DELTAS = Counter("nous_deltas_published_total", "run.delta frames published (each reaches every socket watching)")
 SOCKETS = Gauge("nous_open_sockets", "Open websockets", multiprocess_mode="livesum")
-QUEUED = Gauge("nous_runs_queued", "Runs waiting for a worker, as the database says at scrape time",
-               multiprocess_mode="max")
+QUEUED = Gauge("nous_runs_queued", "Runs waiting in the fair queue for a slot, at scrape time",
+               multiprocess_mode="mostrecent")  # read from the shared store: a stale value of another process must not win
+ACTIVE = Gauge("nous_runs_active", "Runs holding a slot of the fair queue (NOUS_MAX_ACTIVE_RUNS at most), at scrape time",
+               multiprocess_mode="mostrecent")
 FIRST_TOKEN = Histogram("nous_time_to_first_token_seconds", "A worker's claim to the first delta published, by provider",
                         ["provider"],
                         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -57,17 +59,17 @@ def _allowed(request: HttpRequest) -> bool:
 
 
 def _sample_state() -> None:
-    """Gauges read at scrape time: the queue length and the breakers (shared by all processes in production)."""
-    from django.db import DatabaseError
+    """Gauges read at scrape time: the fair queue and the breakers (shared by all processes in production)."""
     from redis import RedisError
 
-    from chat.models import AgentRun
     from chat.runs.breaker_store import breaker_states_now
+    from chat.runs.slots import slots
 
     try:
-        QUEUED.set(AgentRun.objects.filter(status=AgentRun.Status.QUEUED).count())
-    except DatabaseError:  # the rest of the numbers are still worth a scrape; /readyz tells
-        log.warning("metrics: the queue length could not be read", exc_info=True)
+        QUEUED.set(len(slots().waiting_now()))
+        ACTIVE.set(slots().holders_now())
+    except Exception:  # Redis trouble: the rest of the numbers are still worth a scrape; /readyz tells
+        log.warning("metrics: the fair queue could not be read", exc_info=True)
     try:
         states = breaker_states_now()
     except RedisError:

@@ -350,8 +350,17 @@ NOUS_CHECKPOINT_SECS = envfloat("NOUS_CHECKPOINT_SECS", 1.0, above=0)  # heartbe
 NOUS_CHECKPOINT_TEXT_SECS = envfloat("NOUS_CHECKPOINT_TEXT_SECS", 3.0, above=0)
 # A running run whose heartbeat is older than this is ended `failed` by the watchdog.
 NOUS_RUN_STALE_SECS = envfloat("NOUS_RUN_STALE_SECS", 30.0, above=0)
-# A queued run nobody picked up within this is ended `failed` too.
+# A queued run nobody picked up within this is ended `failed` too (not one that waits its turn in
+# the fair queue, nor one handed over within NOUS_RUN_SLOT_CLAIM_SECS: see chat/runs/slots.py).
 NOUS_RUN_QUEUED_TIMEOUT_SECS = envfloat("NOUS_RUN_QUEUED_TIMEOUT_SECS", 300.0, above=0)
+# The fair run queue: at most this many runs at once across the deployment, the rest waiting
+# (round robin between users) up to NOUS_MAX_QUEUED_RUNS, beyond which a send is `overloaded`.
+NOUS_MAX_ACTIVE_RUNS = envint("NOUS_MAX_ACTIVE_RUNS", 100, min=1)
+NOUS_MAX_QUEUED_RUNS = envint("NOUS_MAX_QUEUED_RUNS", 1000, min=0)
+# A run's slot is a lease its process renews every NOUS_CHECKPOINT_SECS: a killed worker's slot
+# comes back after NOUS_RUN_SLOT_TTL_SECS; a run handed over gets NOUS_RUN_SLOT_CLAIM_SECS to be claimed.
+NOUS_RUN_SLOT_TTL_SECS = envfloat("NOUS_RUN_SLOT_TTL_SECS", 15.0, above=0)
+NOUS_RUN_SLOT_CLAIM_SECS = envfloat("NOUS_RUN_SLOT_CLAIM_SECS", 60.0, above=0)
 NOUS_WATCHDOG_INTERVAL_SECS = envfloat("NOUS_WATCHDOG_INTERVAL_SECS", 15.0, min=0)  # 0: off
 NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600, min=1)
 # Threads (and so database connections) per process for database calls from async code (chat/db.py).

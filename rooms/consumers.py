@@ -98,7 +98,7 @@ class RoomConsumer(ConversationSocket):
         participants = await presence.participants(self.conversation.id)
         run_id = await db_call(ai.queue_or_fold)(self.room.id, sent.message, participants)
         if run_id is not None:
-            await actions.submit_run(self.conversation.id, run_id)
+            await actions.submit_run(self.conversation.id, run_id, self.scope["user"].id)
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
         user_id = self.scope["user"].id

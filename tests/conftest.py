@@ -197,9 +197,11 @@ async def runs(request):
     """
     from chat.leases import leases
     from chat.limits import user_counters
+    from chat.runs.slots import KEY_PREFIX, slots
 
     user_counters.cache_clear()  # user ids repeat across tests; their counters must not
     leases.cache_clear()
+    slots.cache_clear()  # nor the fair queue's holders of runs a test left going
     if PRODUCTION:
         worker = request.getfixturevalue("celery_worker")
         if not worker.alive:
@@ -207,7 +209,7 @@ async def runs(request):
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        for pattern in ("nous:sockets:*", "nous:sends:*", "nous:presence:*"):
+        for pattern in ("nous:sockets:*", "nous:sends:*", "nous:presence:*", KEY_PREFIX + "*"):
             for key in client.scan_iter(pattern):
                 client.delete(key)
         yield worker

@@ -199,6 +199,13 @@ def test_e003_a_stale_timeout_shorter_than_a_few_heartbeats(settings):
     assert ids(checks.check_run_timeouts()) == []
 
 
+def test_e004_a_slot_lease_shorter_than_a_few_heartbeats(settings):
+    settings.NOUS_CHECKPOINT_SECS, settings.NOUS_RUN_SLOT_TTL_SECS = 1.0, 2.0
+    assert ids(checks.check_run_timeouts()) == ["nous.E004"]
+    settings.NOUS_RUN_SLOT_TTL_SECS = 15.0
+    assert ids(checks.check_run_timeouts()) == []
+
+
 def test_check_deploy_shows_the_checks():
     r = run(["manage.py", "check", "--deploy"], DEBUG="0", SECRET_KEY="dev-only-copied-from-a-laptop",
             REDIS_URL="redis://127.0.0.1:6379/6", NOUS_RUN_STALE_SECS="2", ALLOWED_HOSTS="*")

@@ -19,10 +19,11 @@ from chat import session
 from chat.db import db_call
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError, storable
-from chat.runs import approvals, queueing
-from chat.runs.dispatch import fail_unsubmitted, run_executor, stop_run
+from chat.runs import admission, approvals, queueing
+from chat.runs.dispatch import stop_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy, RunSnapshot
+from chat.runs.slots import slots
 from chat.uploads import AttachmentRefused
 
 log = logging.getLogger("nous.chat")
@@ -51,6 +52,8 @@ def check_content(content: str, client_id: str | None = None, allow_empty: bool 
 async def do_chat_send(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
                        reply: Reply, attachment_ids: list[str] | None = None) -> None:
     """A chat's `message.send`: the message, its attachments and its run stored together, then the run started."""
+    if await slots().full():  # refused before anything is stored (PROTOCOL.md)
+        raise FrameError("overloaded", "Too many answers are being written right now; try again in a minute", client_id)
     try:
         sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
     except Busy:
@@ -63,7 +66,7 @@ async def do_chat_send(conversation: Conversation, user: Any, content: str, clie
         return
     await publish(conversation.id, created, exclude=socket_id)  # the other tabs
     assert sent.run is not None
-    await submit_run(conversation.id, str(sent.run.id))
+    await submit_run(conversation.id, str(sent.run.id), user.id)
     if sent.titled:
         fresh = await db_call(Conversation.objects.get)(id=conversation.id)
         await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
@@ -83,20 +86,15 @@ async def do_store_message(conversation: Conversation, user: Any, content: str, 
 async def do_queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -> str:
     """Queue and start a run answering `trigger`; raises `Busy` if one is active."""
     run = await db_call(queueing.queue_run)(conversation_id, trigger, snapshot)
-    await submit_run(conversation_id, str(run.id))
+    await submit_run(conversation_id, str(run.id), trigger.author_id)
     return str(run.id)
 
 
-async def submit_run(conversation_id: Any, run_id: str) -> None:
-    """Hand a queued run to the executor and announce its place in the queue."""
-    try:
-        position = await run_executor().submit(run_id)
-    except Exception:
-        # Not handed over: end it now, or the conversation would stay busy until the watchdog.
-        log.exception("could not submit run %s", run_id)
-        await fail_unsubmitted(run_id)
-        return
-    await publish(conversation_id, {"type": "run.queued", "run_id": run_id, "position": position})
+async def submit_run(conversation_id: Any, run_id: str, user_id: Any = None, first: bool = False) -> None:
+    """Hand a queued run to the executor through the fair queue (`chat.runs.admission`): it starts
+    if a slot is free, else waits its turn among `user_id`'s and everyone's runs (`run.queued`
+    with its position); `first` goes ahead of the waiting runs (a decided approval)."""
+    await admission.admit(conversation_id, run_id, admission.user_key(user_id, conversation_id), first)
 
 
 async def do_stop(conversation_id: Any, run_id: str | None, may_stop: Callable[[AgentRun], bool] | None = None,
@@ -129,8 +127,8 @@ async def do_decide(conversation: Conversation, user: Any, frame: dict[str, Any]
     """`tool.decide`: the owner's decision, once; the paused run is queued again to go on."""
     run_id = await db_call(approvals.decide)(conversation.id, conversation.owner_id, user.id, frame["tool_call_id"],
                                              frame["approved"], frame.get("reason") or "")
-    if run_id is not None:
-        await submit_run(conversation.id, run_id)
+    if run_id is not None:  # it had a slot and gave it back while it waited: it goes first
+        await submit_run(conversation.id, run_id, conversation.owner_id, first=True)
 
 
 async def do_update_settings(conversation: Conversation, frame: dict[str, Any]) -> None:

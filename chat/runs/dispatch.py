@@ -14,7 +14,6 @@ from chat.models import AgentRun
 from chat.runs import lifecycle
 from chat.runs.executor import execute_run
 from chat.runs.publish import publish_end
-from chat.runs.redis_client import redis_client
 from chat.runs.stop import stop_signal
 
 
@@ -36,12 +35,12 @@ class CeleryExecutor:
     """Production: each run is a Celery task on a worker with a thread pool."""
 
     async def submit(self, run_id: str) -> int:
-        """Queue the run; returns how many runs wait ahead of it for a free worker thread (the
-        broker queue's length: workers take tasks as long as they have a free thread)."""
+        """Queue the run for a worker. It holds a slot of the fair queue (chat.runs.slots), so
+        no run waits ahead of it as long as the workers' threads outnumber NOUS_MAX_ACTIVE_RUNS."""
         from chat.tasks import execute_run_task
 
         await sync_to_async(execute_run_task.delay, thread_sensitive=False)(run_id)
-        return max(0, await redis_client().llen(settings.CELERY_TASK_DEFAULT_QUEUE) - 1)
+        return 0
 
 
 @cache
@@ -72,9 +71,9 @@ async def stop_run(run_id: str, by: str = "") -> bool:
     return False
 
 
-async def fail_unsubmitted(run_id: str) -> None:
-    """End a queued run that could not be handed to an executor, and tell its watchers."""
-    error = {"code": "overloaded", "message": "The agent could not be started", "retryable": True}
+async def fail_unsubmitted(run_id: str, message: str = "The agent could not be started") -> None:
+    """End a queued run that could not be handed to an executor (or queued), and tell its watchers."""
+    error = {"code": "overloaded", "message": message, "retryable": True}
     frame = await db_call(lifecycle.finish_run)(run_id, "failed", "", 0, None, error, Q(status=AgentRun.Status.QUEUED))
     if frame is not None:
         await publish_end(frame["conversation_id"], frame)

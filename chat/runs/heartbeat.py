@@ -18,6 +18,7 @@ from django.conf import settings
 
 from chat.db import db_call
 from chat.runs import lifecycle
+from chat.runs.slots import slots
 
 log = logging.getLogger("nous.runs")
 
@@ -60,6 +61,10 @@ class Heartbeat:
                     if len(text) != run.saved_length:
                         texts[run.run_id] = (run.message_id, text)
                     run.saved_length, run.saved_at = len(text), now
+            try:
+                await slots().renew(list(self.runs))  # the fair queue's leases of these runs
+            except Exception:  # Redis trouble: the leases last NOUS_RUN_SLOT_TTL_SECS; the next beat tries again
+                log.exception("renewing the slots of %d run(s) failed", len(self.runs))
             try:
                 must_stop = await db_call(lifecycle.checkpoint)(list(self.runs), texts)
             except Exception:  # a database hiccup: try again; the watchdog covers a longer outage

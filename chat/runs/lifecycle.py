@@ -277,3 +277,7 @@ def stale_condition(stale_secs: float | None = None, queued_secs: float | None =
 
 def stale_run_ids(condition: Q) -> list[str]:
     return [str(i) for i in AgentRun.objects.filter(condition).values_list("id", flat=True)]
+
+
+def queued_among(run_ids: list[str]) -> set[str]:
+    return {str(i) for i in AgentRun.objects.filter(id__in=run_ids, status=AgentRun.Status.QUEUED).values_list("id", flat=True)}

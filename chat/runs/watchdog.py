@@ -17,6 +17,7 @@ from chat.models import AgentRun
 from chat.runs import approvals, lifecycle
 from chat.runs.publish import publish_end
 from chat.runs.replay import replay_log
+from chat.runs.slots import slots
 
 log = logging.getLogger("nous.runs")
 _watched_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -27,18 +28,31 @@ async def end_stale_runs(stale_secs: float | None = None, queued_secs: float | N
     """The watchdog: end runs whose worker died (or that nobody picked up) as `failed`, keeping
     the partial text the replay log holds. Returns the ids it ended."""
     condition = lifecycle.stale_condition(stale_secs, queued_secs)
-    return await fail_runs(await db_call(lifecycle.stale_run_ids)(condition), condition)
+    run_ids = await db_call(lifecycle.stale_run_ids)(condition)
+    if run_ids:  # a run waiting its turn in the fair queue, or just handed over, is not lost
+        holders, waiting = await slots().snapshot()
+        queued = await db_call(lifecycle.queued_among)(run_ids)
+        run_ids = [r for r in run_ids if not (r in queued and (r in waiting or r in holders))]
+    return await fail_runs(run_ids, condition)
 
 
 async def expire_approvals() -> list[str]:
-    """Tool calls nobody decided in time are rejected; their runs are queued again to go on."""
+    """Tool calls nobody decided in time are rejected; their runs are queued again to go on
+    (ahead of the fair queue's waiting runs, as after a decision)."""
     from chat.runs.actions import submit_run  # actions stand on this module
 
     resumed = await db_call(approvals.expire)()
     for run_id in resumed:
-        conversation_id = await db_call(_conversation_of)(run_id)
-        await submit_run(conversation_id, run_id)
+        conversation_id, owner_id = await db_call(_conversation_of)(run_id)
+        await submit_run(conversation_id, run_id, owner_id, first=True)
     return resumed
+
+
+async def sweep_slots() -> int:
+    """The fair queue's part of the sweep: a killed process's slots come back, the next runs start."""
+    from chat.runs import admission  # it hands runs to the executor, which stands on this module's peers
+
+    return await admission.sweep()
 
 
 async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | None = None) -> list[str]:
@@ -58,8 +72,9 @@ async def fail_runs(run_ids: list[str], condition: Q | None = None, why: str | N
     return ended
 
 
-def _conversation_of(run_id: str) -> str:
-    return str(AgentRun.objects.values_list("conversation_id", flat=True).get(id=run_id))
+def _conversation_of(run_id: str) -> tuple[str, int]:
+    conversation_id, owner_id = AgentRun.objects.values_list("conversation_id", "conversation__owner_id").get(id=run_id)
+    return str(conversation_id), owner_id
 
 
 def ensure_watchdog() -> None:
@@ -81,6 +96,8 @@ async def _sweep_forever(interval: float) -> None:
             ended = await end_stale_runs()
             if ended:
                 log.warning("watchdog ended %d stale run(s): %s", len(ended), ", ".join(ended))
+            if await sweep_slots():
+                log.info("watchdog: the fair queue moved on")
             resumed = await expire_approvals()
             if resumed:
                 log.info("watchdog: approvals of %d run(s) expired; they go on", len(resumed))

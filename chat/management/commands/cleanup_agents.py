@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from chat.models import AgentRun, ToolApproval
 from chat.runs import lifecycle
-from chat.runs.watchdog import end_stale_runs, expire_approvals
+from chat.runs.watchdog import end_stale_runs, expire_approvals, sweep_slots
 from chat.uploads import prune_unsent
 
 
@@ -53,6 +53,10 @@ class Command(BaseCommand):
         queued = AgentRun.objects.filter(id__in=ended, started_at__isnull=True).count()
         for run_id in ended:
             self.stdout.write(f"ended {run_id} as failed")
+        # The fair queue: slots of dead processes come back, and the next waiting runs start.
+        moved = async_to_sync(sweep_slots)()
+        if moved:
+            self.stdout.write(f"the fair queue moved on ({moved} slot(s) freed or taken)")
         # Tool calls nobody decided in time are rejected; their runs go on with that answer.
         resumed = async_to_sync(expire_approvals)()
         for run_id in resumed:
