@@ -52,8 +52,7 @@ def check_content(content: str, client_id: str | None = None, allow_empty: bool 
 async def do_chat_send(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
                        reply: Reply, attachment_ids: list[str] | None = None) -> None:
     """A chat's `message.send`: the message, its attachments and its run stored together, then the run started."""
-    if await slots().full():  # refused before anything is stored (PROTOCOL.md)
-        raise FrameError("overloaded", "Too many answers are being written right now; try again in a minute", client_id)
+    await refuse_when_full(client_id)
     try:
         sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
     except Busy:
@@ -70,6 +69,12 @@ async def do_chat_send(conversation: Conversation, user: Any, content: str, clie
     if sent.titled:
         fresh = await db_call(Conversation.objects.get)(id=conversation.id)
         await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
+
+
+async def refuse_when_full(client_id: str | None) -> None:
+    """`overloaded` before anything is stored (PROTOCOL.md) when the fair queue is full."""
+    if await slots().full():
+        raise FrameError("overloaded", "Too many answers are being written right now; try again in a minute", client_id)
 
 
 async def do_store_message(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
