@@ -198,7 +198,7 @@ async def test_history_and_the_page_code(page, alice):
     assert result["code"] == "a<b>" and result["br"] == 1 and result["ul"] == 2 and result["ol"] == 2
     assert result["olStart"] == "3" and result["pre"] == "<b>raw</b> **kept**"
     assert result["links"] == 1 and result["href"] == "https://example.com/x"
-    assert result["rel"] == "noopener noreferrer" and result["target"] == "_blank"
+    assert result["rel"] == "noopener noreferrer nofollow" and result["target"] == "_blank"
     assert result["tags"] == [] and "[bad](javascript:alert(1)) <img src=x onerror=alert(1)>" in result["text"]
 
     # The socket, with a fake WebSocket and clock: back-off, ping, resume, refusals.

@@ -96,6 +96,7 @@
     if (typeof message.content === "string") record.text = message.content;
     renderUsage(record);
     draw(record);
+    pageParts.show(record);
   }
 
   function renderUsage(record) {
@@ -113,6 +114,18 @@
 
   var draw = util.draw;
 
+  /* The failed-answer part (static/js/failed.js), the provenance button (static/js/provenance.js)
+   * and the keyboard / screen-reader behaviour (static/js/a11y.js) of the bubbles. */
+  var failedAnswers = window.NousFailed.create({
+    records: function () { return state; }, uuid: uuid, send: function (frame) { return sock.send(frame); },
+  });
+  var pageParts = { show: function (record) { failedAnswers.show(record); window.NousProvenance.show(record); } };
+  var a11y = window.NousA11y.create({
+    input: ui.input, composer: ui.composer, live: $("answer-live"),
+    streaming: function () { return !!state.activeRun; },
+    stop: function () { ui.stop.click(); },
+  });
+
   /* Streaming redraws once per animation frame, however many deltas arrived meanwhile. */
   var drawSoon = util.frameDrawer(state, draw, function () { afterContent(); });
 
@@ -123,6 +136,7 @@
   /* Show a server message: update its bubble if we have one, else add one at the end. */
   function upsert(message, where) {
     if (message.role === "tool") message = toolMessage(message);
+    if (failedAnswers.absorb(message)) return null;  // shown in its failed answer's bubble
     return bubbles.upsert(message, where);
   }
 
@@ -367,6 +381,7 @@
     expectRun(false);
     if (!run) state.stopRef = null;
     updateComposer();
+    if (run && state.runs[run.run_id]) a11y.answerStarted(state.runs[run.run_id]);
   }
 
   var queuedNote = util.queuedNote;
@@ -393,7 +408,10 @@
     record.streamed = null;
     queuedNote(record, 0);
     if (message) applyMessage(record, message);
-    if (state.activeRun && state.activeRun.run_id === frame.run_id) setActiveRun(null);
+    var wasActive = state.activeRun && state.activeRun.run_id === frame.run_id;
+    if (wasActive) setActiveRun(null);
+    a11y.answerEnded(record, frame.type.slice(4), frame.error && frame.error.message);
+    if (wasActive) a11y.restoreFocus();
     afterContent();
     return record;
   }
@@ -485,13 +503,13 @@
     },
 
     "run.failed": function (frame) {
+      // One bubble: the partial answer, the error and Retry (static/js/failed.js).
+      failedAnswers.runFailed(frame);
       var partial = frame.partial || null;
       endRun(frame, partial);
       var runRecordOf = state.runs[frame.run_id];
       if (!partial && runRecordOf) applyMessage(runRecordOf, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
-      var error = frame.error || {};
-      showBanner(error.message || "The answer failed.", true);
       afterContent();
     },
 
@@ -540,6 +558,7 @@
 
     "error": function (frame) {
       if (approvals.handleError(frame)) return;  // shown in the card of that tool call
+      if (failedAnswers.handleError(frame)) return;  // a refused Retry, shown in its bubble
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;

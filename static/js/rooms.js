@@ -182,6 +182,7 @@
     if (typeof message.content === "string") record.text = message.content;
     renderActions(record);
     if (!record.editing) draw(record);
+    if (m.role === "assistant" && toolLines) toolLines.adopt(record);
   }
 
   var draw = util.draw;
@@ -273,7 +274,12 @@
   /* The bubbles in ui.list, by id and by run (static/js/page_util.js). */
   var bubbles = util.messageList(state, ui.list, ui.empty, createRecord, applyMessage);
   var runRecord = bubbles.runRecord, oldestId = bubbles.oldestId;
-  var upsert = bubbles.upsert;
+  /* Tool calls as a collapsed line under the run's answer (static/js/tools.js). */
+  var toolLines = window.NousTools.create(function (runId) { return state.runs[runId] || null; });
+  function upsert(message, where) {
+    if (toolLines.stored(message)) return null;
+    return bubbles.upsert(message, where);
+  }
 
   // --- scrolling --------------------------------------------------------------------------
 
@@ -622,8 +628,15 @@
       afterContent();
     },
 
+    "run.tool_call": function (frame) {
+      runRecord(frame.run_id);
+      toolLines.call(frame);
+      afterContent();
+    },
+
     "run.tool_result": function (frame) {
       approvals.resolve(frame.tool_call_id);
+      toolLines.result(frame);
     },
 
     "typing": function (frame) {
