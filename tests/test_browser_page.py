@@ -14,7 +14,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.models import AgentRun, Conversation, Message
+from chat.models import AgentRun, Conversation, Message, ShareLink
 from rooms.models import create_room
 from tests.browser_support import (
     close_thread_connections,  # noqa: F401 (a fixture)
@@ -110,6 +110,12 @@ async def test_markdown_renders_with_highlighted_code_and_copy(browser, alice):
     await expect(copy).to_have_text("Copied")
     assert await page.evaluate("navigator.clipboard.readText()") == "def add(a, b):\n    return a + b"
     await expect(copy).to_have_text("Copy", timeout=5000)
+    # Plain http on a LAN address has no clipboard API: the fallback copies all the same.
+    await page.evaluate("""() => { navigator.clipboard.writeText("something else");
+        Object.defineProperty(window, "isSecureContext", { get: () => false }); }""")
+    await copy.click()
+    await expect(copy).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == "def add(a, b):\n    return a + b"
     # The answer is markdown too, and ends normally.
     await expect(page.locator('.message[data-role="assistant"]')).to_have_attribute("data-status", "complete")
     assert page.problems == []
@@ -142,6 +148,29 @@ async def test_hostile_markdown_is_inert_text(browser, alice):
     assert all(href.startswith("https://") for href in report["hrefs"] if href is not None), report["hrefs"]
     assert set(report["rels"]) == {"noopener noreferrer nofollow|_blank"}
     assert page.problems == []  # no alert, no error
+
+
+async def test_the_shared_page_renders_the_same_safe_markdown(browser, alice):
+    from playwright.async_api import expect
+
+    conversation = await Conversation.objects.acreate(owner=alice, model=FAST, title="Shared")
+    await Message.objects.acreate(conversation=conversation, role="user", author=alice, content=HOSTILE)
+    await Message.objects.acreate(conversation=conversation, role="assistant", content=MARKDOWN)
+    link = await ShareLink.objects.acreate(conversation=conversation)
+    chromium, url = browser
+    context = await chromium.new_context(base_url=url)  # not logged in
+    page = watch(await context.new_page())
+    await page.goto(f"/s/{link.token}/")
+    answer = page.locator('.message[data-role="assistant"] .content')
+    await expect(answer.locator("table tbody tr")).to_have_count(2)
+    await expect(answer.locator("blockquote")).to_have_text("a quoted line")
+    await expect(answer.locator("code.language-python .hljs-keyword").first).to_have_text("def")
+    await expect(page.locator('.message[data-role="user"] .content')).to_contain_text("<script>window.__pwned = 1</script>")
+    report = await page.evaluate(DOM_REPORT)
+    assert report["pwned"] is None and report["tags"] == [] and report["handlers"] == []
+    assert all(href.startswith("https://") for href in report["hrefs"] if href is not None), report["hrefs"]
+    assert page.problems == []
+    await context.close()
 
 
 @sync_to_async
