@@ -20,7 +20,6 @@
     status: $("status"),
     banner: $("error-banner"),
     bannerText: $("error-text"),
-    retry: $("retry"),
     dismiss: $("error-dismiss"),
     loadOlder: $("load-older"),
     jump: $("jump-latest"),
@@ -153,12 +152,6 @@
     return shown;
   }
 
-  function lastUserText() {
-    var users = ui.list.querySelectorAll('.message[data-role="user"][data-id]');
-    var last = users[users.length - 1];
-    return last && state.records[last.dataset.id] ? state.records[last.dataset.id].text : null;
-  }
-
   // --- scrolling --------------------------------------------------------------------------
 
   function atBottom() {
@@ -217,7 +210,7 @@
     content = content.trim();
     if (!content || state.pending || runActive()) return;
     if (content.length > data.max_message_chars) {
-      showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.", false);
+      showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.");
       return;
     }
     hideBanner();
@@ -254,9 +247,9 @@
 
   // --- banner -----------------------------------------------------------------------------
 
-  function showBanner(text, retry) {
+  /* A notice above the messages. (A failed answer's Retry is in its bubble: static/js/failed.js.) */
+  function showBanner(text) {
     ui.bannerText.textContent = text;
-    ui.retry.hidden = !retry;
     ui.banner.hidden = false;
   }
 
@@ -265,11 +258,6 @@
   }
 
   ui.dismiss.addEventListener("click", hideBanner);
-  ui.retry.addEventListener("click", function () {
-    var text = lastUserText();
-    hideBanner();
-    if (text) sendMessage(text, false);
-  });
 
   // --- header, settings -------------------------------------------------------------------
 
@@ -568,7 +556,7 @@
         updateComposer();
         autoGrow();
         ui.input.focus();
-        showBanner(frame.message, false);
+        showBanner(frame.message);
         return;
       }
       if (ref && ref === state.settingsRef) {
@@ -579,7 +567,7 @@
       }
       if (ref && ref === state.historyRef) {
         historyDone();
-        showBanner(frame.message, false);
+        showBanner(frame.message);
         return;
       }
       if (ref && ref === state.stopRef) {
@@ -587,7 +575,7 @@
         updateComposer();
         if (frame.code === "not_found") return;  // it ended by itself meanwhile
       }
-      showBanner(frame.message, false);
+      showBanner(frame.message);
     },
 
     "typing": function () {},
@@ -634,7 +622,7 @@
       showStatus(name, info);
       if (name === "closed" && info.code) {
         ui.input.disabled = ui.send.disabled = true;
-        showBanner(info.reason, false);
+        showBanner(info.reason);
       }
     },
     onFrame: function (frame) {
