@@ -326,3 +326,23 @@ async def test_the_room_page_shows_tool_lines_that_expand(browser, alice):
     await expect(answer.locator(".tool-line summary")).to_have_text("used calculator")
     await expect(page.locator('.message[data-role="tool"]')).to_have_count(0)
     assert page.problems == []
+
+
+async def test_a_failed_answer_in_a_room_is_one_bubble(browser, alice):
+    from playwright.async_api import expect
+
+    room = await sync_to_async(create_room)(alice, "Failing", model="test:fail=provider_error")
+    page = await open_page(browser, "alice", f"/rooms/{room.slug}/")
+    await page.fill("#composer", "@ai hello")
+    await page.press("#composer", "Enter")
+    answer = page.locator('.message[data-role="assistant"]')
+    await expect(answer).to_have_attribute("data-status", "failed")
+    await expect(answer.locator(".failure-text")).not_to_be_empty()
+    await expect(answer.locator(".failure-retry")).to_be_hidden()  # regenerating is the chat's
+    await expect(page.locator('.message[data-role="error"]')).to_have_count(0)
+    await page.reload()
+    await expect(page.locator("#status")).to_contain_text("Connected")
+    await expect(answer).to_have_count(1)
+    await expect(answer.locator(".failure-text")).not_to_be_empty()
+    await expect(page.locator('.message[data-role="error"]')).to_have_count(0)
+    assert page.problems == []

@@ -5,8 +5,8 @@
  * `{"type": "message.regenerate", "message_id": <the failed answer's id>, "client_id"}`; a refusal
  * (an `error` whose ref is that client_id) is shown in the bubble. Server text by textContent only.
  *
- * `NousFailed.create({records, send, uuid})`: `records()` gives the page's state (`runs`),
- * `send(frame)` returns false when not connected.
+ * `NousFailed.create({records, send, uuid, canRetry})`: `records()` gives the page's state
+ * (`runs`), `send(frame)` returns false when not connected; `canRetry: false` (rooms) shows no Retry.
  */
 (function (root) {
   "use strict";
@@ -54,7 +54,7 @@
       record.failure.box.hidden = false;
       record.el.classList.add("failed-answer");
       record.failure.text.textContent = errors[m.run_id] || "The answer failed.";
-      record.failure.retry.hidden = !m.id;
+      record.failure.retry.hidden = !m.id || p.canRetry === false;
     }
 
     function build(record) {

@@ -183,6 +183,7 @@
     renderActions(record);
     if (!record.editing) draw(record);
     if (m.role === "assistant" && toolLines) toolLines.adopt(record);
+    if (failedAnswers) failedAnswers.show(record);
   }
 
   var draw = util.draw;
@@ -276,8 +277,13 @@
   var runRecord = bubbles.runRecord, oldestId = bubbles.oldestId;
   /* Tool calls as a collapsed line under the run's answer (static/js/tools.js). */
   var toolLines = window.NousTools.create(function (runId) { return state.runs[runId] || null; });
+  /* A failed answer is one bubble with its error (static/js/failed.js); Retry is the chat's. */
+  var failedAnswers = window.NousFailed.create({
+    records: function () { return state; }, uuid: uuid, canRetry: false, send: function () { return false; },
+  });
   function upsert(message, where) {
     if (toolLines.stored(message)) return null;
+    if (failedAnswers.absorb(message)) return null;  // shown in its failed answer's bubble
     return bubbles.upsert(message, where);
   }
 
@@ -613,13 +619,12 @@
     },
 
     "run.failed": function (frame) {
+      failedAnswers.runFailed(frame);
       var partial = frame.partial || null;
       endRun(frame, partial);
       var record = state.runs[frame.run_id];
       if (!partial && record && record.message.status === "streaming") applyMessage(record, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
-      var error = frame.error || {};
-      showBanner(error.message || aiName() + " could not answer.");
       afterContent();
     },
 
