@@ -299,6 +299,8 @@ async def test_dark_mode_and_the_provenance_details(browser, alice):
     await page.keyboard.press("Escape")
     await expect(panel).to_be_hidden()
     await expect(toggle).to_be_focused()
+    await toggle.click()
+    await page.screenshot(path="/tmp/nous-page-dark.png")
     assert page.problems == []
 
 
