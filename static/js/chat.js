@@ -20,7 +20,6 @@
     status: $("status"),
     banner: $("error-banner"),
     bannerText: $("error-text"),
-    retry: $("retry"),
     dismiss: $("error-dismiss"),
     loadOlder: $("load-older"),
     jump: $("jump-latest"),
@@ -101,6 +100,7 @@
     draw(record);
     if (branchUi) branchUi.decorate(record);
     window.NousAttachments.show(record, message.attachments);
+    pageParts.show(record);
   }
 
   function renderUsage(record) {
@@ -118,6 +118,18 @@
 
   var draw = util.draw;
 
+  /* The failed-answer part (static/js/failed.js), the provenance button (static/js/provenance.js)
+   * and the keyboard / screen-reader behaviour (static/js/a11y.js) of the bubbles. */
+  var failedAnswers = window.NousFailed.create({
+    records: function () { return state; }, uuid: uuid, failureText: util.failureText, send: function (frame) { return sock.send(frame); },
+  });
+  var pageParts = { show: function (record) { failedAnswers.show(record); window.NousProvenance.show(record); } };
+  var a11y = window.NousA11y.create({
+    input: ui.input, composer: ui.composer, live: $("answer-live"),
+    streaming: function () { return !!state.activeRun; },
+    stop: function () { ui.stop.click(); },
+  });
+
   /* Streaming redraws once per animation frame, however many deltas arrived meanwhile. */
   var drawSoon = util.frameDrawer(state, draw, function () { afterContent(); });
 
@@ -128,6 +140,7 @@
   /* Show a server message: update its bubble if we have one, else add one at the end. */
   function upsert(message, where) {
     if (message.role === "tool") message = toolMessage(message);
+    if (failedAnswers.absorb(message)) return null;  // shown in its failed answer's bubble
     return bubbles.upsert(message, where);
   }
 
@@ -142,12 +155,6 @@
     shown.content = "Calling tool `" + (call.name || "?") + "`" + (call.is_error ? " failed: " : " → ") + String(call.result);
     shown.status = call.is_error ? "failed" : "complete";
     return shown;
-  }
-
-  function lastUserText() {
-    var users = ui.list.querySelectorAll('.message[data-role="user"][data-id]');
-    var last = users[users.length - 1];
-    return last && state.records[last.dataset.id] ? state.records[last.dataset.id].text : null;
   }
 
   // --- scrolling --------------------------------------------------------------------------
@@ -213,7 +220,7 @@
     content = content.trim();
     if ((!content && !files.items.length) || files.uploading() || state.pending || runActive()) return;
     if (content.length > data.max_message_chars) {
-      showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.", false);
+      showBanner("Messages are limited to " + number(data.max_message_chars) + " characters.");
       return;
     }
     hideBanner();
@@ -251,9 +258,9 @@
 
   // --- banner -----------------------------------------------------------------------------
 
-  function showBanner(text, retry) {
+  /* A notice above the messages. (A failed answer's Retry is in its bubble: static/js/failed.js.) */
+  function showBanner(text) {
     ui.bannerText.textContent = text;
-    ui.retry.hidden = !retry;
     ui.banner.hidden = false;
   }
 
@@ -262,12 +269,6 @@
   }
 
   ui.dismiss.addEventListener("click", hideBanner);
-  ui.retry.addEventListener("click", function () {
-    hideBanner();
-    if (retryLastAnswer()) return;
-    var text = lastUserText();
-    if (text) sendMessage(text, false);
-  });
 
   // --- header, settings -------------------------------------------------------------------
 
@@ -381,6 +382,7 @@
     expectRun(false);
     if (!run) state.stopRef = null;
     updateComposer();
+    if (run && state.runs[run.run_id]) a11y.answerStarted(state.runs[run.run_id]);
   }
 
   var queuedNote = util.queuedNote;
@@ -407,7 +409,10 @@
     record.streamed = null;
     queuedNote(record, 0);
     if (message) applyMessage(record, message);
-    if (state.activeRun && state.activeRun.run_id === frame.run_id) setActiveRun(null);
+    var wasActive = state.activeRun && state.activeRun.run_id === frame.run_id;
+    if (wasActive) setActiveRun(null);
+    a11y.answerEnded(record, frame.type.slice(4), frame.error && frame.error.message);
+    if (wasActive) a11y.restoreFocus();
     afterContent();
     return record;
   }
@@ -425,12 +430,6 @@
   });
 
   /* Retry after a failure: a new answer to the same message (a sibling), not the message again. */
-  function retryLastAnswer() {
-    var answers = ui.list.querySelectorAll('.message[data-role="assistant"][data-id]');
-    var last = answers[answers.length - 1];
-    return !!last && !runActive() && branchUi.regenerate(last.dataset.id, state.records[last.dataset.id]);
-  }
-
   function clearList() {
     ui.list.textContent = "";
     state.records = {};
@@ -454,7 +453,7 @@
     (frame.messages || []).forEach(function (m) { upsert(m); });
     showHasMore(frame.has_more);
     ui.empty.hidden = ui.list.children.length > 0;
-    if (branchUi.switched(frame)) {
+    if (branchUi.switched(frame) || failedAnswers.switched(frame)) {
       expectRun(true);  // our regenerate or edit: its run.queued follows
       hideBanner();
     }
@@ -546,13 +545,13 @@
     },
 
     "run.failed": function (frame) {
+      // One bubble: the partial answer, the error and Retry (static/js/failed.js).
+      failedAnswers.runFailed(frame);
       var partial = frame.partial || null;
       endRun(frame, partial);
       var runRecordOf = state.runs[frame.run_id];
       if (!partial && runRecordOf) applyMessage(runRecordOf, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
-      var error = frame.error || {};
-      showBanner(util.failureText(error, "The answer failed."), true);
       afterContent();
     },
 
@@ -604,6 +603,7 @@
     "error": function (frame) {
       if (approvals.handleError(frame)) return;  // shown in the card of that tool call
       if (branchUi.handleError(frame)) return;  // a refused regenerate or edit
+      if (failedAnswers.handleError(frame)) return;  // a refused Retry, shown in its bubble
       var ref = frame.ref;
       if (ref && state.pending && ref === state.pending.client_id) {
         var pending = state.pending;
@@ -613,7 +613,7 @@
         updateComposer();
         autoGrow();
         ui.input.focus();
-        showBanner(frame.message, false);
+        showBanner(frame.message);
         return;
       }
       if (ref && ref === state.settingsRef) {
@@ -624,7 +624,7 @@
       }
       if (ref && ref === state.historyRef) {
         historyDone();
-        showBanner(frame.message, false);
+        showBanner(frame.message);
         return;
       }
       if (ref && ref === state.stopRef) {
@@ -632,7 +632,7 @@
         updateComposer();
         if (frame.code === "not_found") return;  // it ended by itself meanwhile
       }
-      showBanner(frame.message, false);
+      showBanner(frame.message);
     },
 
     "typing": function () {},
@@ -679,7 +679,7 @@
       showStatus(name, info);
       if (name === "closed" && info.code) {
         ui.input.disabled = ui.send.disabled = true;
-        showBanner(info.reason, false);
+        showBanner(info.reason);
       }
     },
     onFrame: function (frame) {

@@ -1,192 +1,182 @@
-/* Nous Chat: a small, safe markdown renderer.
+/* Nous Chat: the one markdown renderer (chat, rooms, the shared page).
  *
- * `NousMarkdown.render(text)` returns a DocumentFragment built with createElement, textContent and
- * createTextNode only: server text never goes through innerHTML, so markup in it stays text.
- * Supported: ``` fenced code (verbatim, `language-x` class), `inline code`, **bold**, *italic*,
- * paragraphs and line breaks, - / * / + bullet and 1. numbered lists, [text](http(s) url) links,
- * # to ### headings. Anything else is plain text. An unclosed fence (a streaming answer) renders
- * as code up to the end.
+ * `NousMarkdown.render(text)` returns a DocumentFragment: markdown-it (vendored, raw HTML off, so
+ * markup in the text stays text; linkify, tables, strikethrough, line breaks), then DOMPurify with a
+ * strict allow-list (no style, no event handlers, links to http(s) and mailto only), then
+ * highlight.js on fenced code with a language and a Copy button on every code block. Images are
+ * shown as links (no remote image loads from a message). Needs static/vendor/{markdown-it,
+ * dompurify,highlightjs} loaded first.
  */
-(function () {
+(function (root) {
   "use strict";
 
-  var FENCE = /^ {0,3}```\s*([\w+#.-]*)\s*$/;
-  var FENCE_END = /^ {0,3}```\s*$/;
-  var HEADING = /^(#{1,3})\s+(.*?)\s*#*\s*$/;
-  var BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
-  var NUMBERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
-  var LINK = /^\[([^\]\n]+)\]\(\s*([^\s()]+)\s*\)/;
-
-  function el(tag, className) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    return node;
-  }
+  var ALLOWED_TAGS = ["p", "br", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li", "a",
+                      "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td", "span"];
+  var ALLOWED_ATTR = ["href", "title", "class", "start"];
+  // DOMPurify's default minus the other schemes (it tests every attribute's value with it, `start`
+  // too); `finish` then keeps only absolute http(s) and mailto hrefs.
+  var SAFE_URL = /^(?:(?:https?|mailto):|[^a-z]|[a-z+.\-]+(?:[^a-z+.\-:]|$))/i;
+  var BLOCK_PARENTS = { UL: 1, OL: 1, BLOCKQUOTE: 1, TABLE: 1, THEAD: 1, TBODY: 1, TR: 1 };
+  var SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|align-(?:left|center|right))$/;
+  var COPIED_MS = 1500;
 
   function safeUrl(raw) {
-    if (!/^https?:\/\//i.test(raw)) return null;
+    if (!/^(?:https?:\/\/|mailto:)/i.test(raw)) return null;
     try {
       var url = new URL(raw);
-      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+      return ["http:", "https:", "mailto:"].indexOf(url.protocol) >= 0 ? url.href : null;
     } catch (err) {
       return null;
     }
   }
 
-  /* Inline markup of one line (or a paragraph's lines joined by \n) into `parent`. */
-  function inline(text, parent) {
-    var plain = "";
-    function flush() {
-      if (plain) parent.appendChild(document.createTextNode(plain));
-      plain = "";
+  function highlight(code, lang) {
+    var hljs = root.hljs;
+    if (!hljs || !lang || !hljs.getLanguage(lang)) return "";  // "": markdown-it escapes it
+    try {
+      return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
+    } catch (err) {
+      return "";
     }
-    var i = 0;
-    while (i < text.length) {
-      var ch = text[i];
-      if (ch === "\n") {
-        flush();
-        parent.appendChild(el("br"));
-        i += 1;
-        continue;
-      }
-      if (ch === "`") {
-        var close = text.indexOf("`", i + 1);
-        if (close > i + 1) {
-          flush();
-          var code = el("code");
-          code.textContent = text.slice(i + 1, close);
-          parent.appendChild(code);
-          i = close + 1;
-          continue;
-        }
-      }
-      if (ch === "*" && text[i + 1] === "*") {
-        var end = text.indexOf("**", i + 2);
-        if (end > i + 2 && !/\s/.test(text[i + 2]) && !/\s/.test(text[end - 1])) {
-          flush();
-          var strong = el("strong");
-          inline(text.slice(i + 2, end), strong);
-          parent.appendChild(strong);
-          i = end + 2;
-          continue;
-        }
-      }
-      if (ch === "*" && text[i + 1] !== "*" && text[i + 1] && !/\s/.test(text[i + 1])) {
-        var stop = findEmphasisEnd(text, i + 1);
-        if (stop > 0) {
-          flush();
-          var em = el("em");
-          inline(text.slice(i + 1, stop), em);
-          parent.appendChild(em);
-          i = stop + 1;
-          continue;
-        }
-      }
-      if (ch === "[") {
-        var match = LINK.exec(text.slice(i));
-        var href = match && safeUrl(match[2]);
-        if (href) {
-          flush();
-          var a = el("a");
-          a.setAttribute("href", href);
-          a.setAttribute("rel", "noopener noreferrer");
-          a.setAttribute("target", "_blank");
-          inline(match[1], a);
-          parent.appendChild(a);
-          i += match[0].length;
-          continue;
-        }
-      }
-      plain += ch;
-      i += 1;
-    }
-    flush();
   }
 
-  /* The closing single * of an emphasis opened before `from`: not doubled, not after a space. */
-  function findEmphasisEnd(text, from) {
-    for (var j = from + 1; j < text.length; j++) {
-      if (text[j] === "\n") return -1;
-      if (text[j] === "*" && text[j + 1] !== "*" && text[j - 1] !== "*" && !/\s/.test(text[j - 1])) return j;
-      if (text[j] === "*" && text[j + 1] === "*") j += 1;  // skip a ** pair
-    }
-    return -1;
+  function makeParser() {
+    var md = root.markdownit({ html: false, linkify: true, breaks: true, typographer: false, highlight: highlight });
+    md.validateLink = function (url) { return safeUrl(String(url).trim()) !== null; };
+    var escape = md.utils.escapeHtml;
+    // An image becomes a link to it: no request to a URL a message chose.
+    md.renderer.rules.image = function (tokens, idx) {
+      var token = tokens[idx];
+      var label = escape(token.content || token.attrGet("src"));
+      return '<a href="' + escape(token.attrGet("src")) + '">' + label + "</a>";
+    };
+    // Table alignment as a class: style attributes are not allowed through.
+    md.core.ruler.push("align_as_class", function (state) {
+      state.tokens.forEach(function (token) {
+        if (token.type !== "th_open" && token.type !== "td_open") return;
+        var style = token.attrGet("style") || "";
+        var align = /text-align:\s*(left|center|right)/.exec(style);
+        token.attrs = null;
+        if (align) token.attrSet("class", "align-" + align[1]);
+      });
+    });
+    return md;
   }
 
-  function render(text) {
-    var fragment = document.createDocumentFragment();
-    var lines = String(text == null ? "" : text).replace(/\r\n?/g, "\n").split("\n");
-    var paragraph = [];
-    var list = null;  // {node, ordered}
+  var parser = null;
+  var ownDocument = typeof document !== "undefined" ? document : null;
 
-    function endParagraph() {
-      if (!paragraph.length) return;
-      var p = el("p");
-      inline(paragraph.join("\n"), p);
-      fragment.appendChild(p);
-      paragraph = [];
-    }
-    function endList() { list = null; }
-    function endBlocks() { endParagraph(); endList(); }
+  function sanitize(html) {
+    return root.DOMPurify.sanitize(html, {
+      ALLOWED_TAGS: ALLOWED_TAGS, ALLOWED_ATTR: ALLOWED_ATTR, ALLOWED_URI_REGEXP: SAFE_URL,
+      ALLOW_DATA_ATTR: false, ALLOW_ARIA_ATTR: false, RETURN_DOM_FRAGMENT: true,
+    });
+  }
 
-    for (var n = 0; n < lines.length; n++) {
-      var line = lines[n];
-      var fence = FENCE.exec(line);
-      if (fence) {
-        endBlocks();
-        var body = [];
-        n += 1;
-        while (n < lines.length && !FENCE_END.test(lines[n])) {
-          body.push(lines[n]);
-          n += 1;
-        }
-        var pre = el("pre");
-        var code = el("code", fence[1] ? "language-" + fence[1] : "");
-        code.textContent = body.join("\n");
-        pre.appendChild(code);
-        fragment.appendChild(pre);
-        continue;
+  /* What DOMPurify kept, finished: link targets, known classes only, code blocks with Copy. */
+  function finish(fragment) {
+    dropLayoutWhitespace(fragment);
+    Array.prototype.forEach.call(fragment.querySelectorAll("a"), function (a) {
+      var href = a.getAttribute("href");
+      if (!href || !safeUrl(href)) {
+        a.removeAttribute("href");
+        return;
       }
-      if (!line.trim()) {
-        endBlocks();
-        continue;
-      }
-      var heading = HEADING.exec(line);
-      if (heading) {
-        endBlocks();
-        var h = el("h" + heading[1].length);
-        inline(heading[2], h);
-        fragment.appendChild(h);
-        continue;
-      }
-      var bullet = BULLET.exec(line);
-      var numbered = bullet ? null : NUMBERED.exec(line);
-      if (bullet || numbered) {
-        endParagraph();
-        var ordered = !!numbered;
-        if (!list || list.ordered !== ordered) {
-          list = { node: el(ordered ? "ol" : "ul"), ordered: ordered };
-          if (ordered && numbered[1] !== "1") list.node.setAttribute("start", String(parseInt(numbered[1], 10)));
-          fragment.appendChild(list.node);
-        }
-        var item = el("li");
-        inline(ordered ? numbered[2] : bullet[1], item);
-        list.node.appendChild(item);
-        continue;
-      }
-      if (list && /^\s{2,}\S/.test(line)) {
-        // An indented line continues the last list item.
-        var last = list.node.lastChild;
-        last.appendChild(el("br"));
-        inline(line.trim(), last);
-        continue;
-      }
-      endList();
-      paragraph.push(line);
-    }
-    endBlocks();
+      a.setAttribute("rel", "noopener noreferrer nofollow");
+      a.setAttribute("target", "_blank");
+    });
+    Array.prototype.forEach.call(fragment.querySelectorAll("[class]"), function (node) {
+      var kept = node.className.split(/\s+/).filter(function (name) { return SAFE_CLASS.test(name); });
+      if (kept.length) node.className = kept.join(" ");
+      else node.removeAttribute("class");
+    });
+    Array.prototype.forEach.call(fragment.querySelectorAll("pre"), codeBlock);
     return fragment;
   }
 
-  window.NousMarkdown = { render: render, safeUrl: safeUrl };
-})();
+  /* markdown-it puts a newline after every block tag: between blocks (and after a <br>) it is
+   * layout, not text, and would make the bubble's text differ from the message's. */
+  function dropLayoutWhitespace(node) {
+    Array.prototype.slice.call(node.childNodes).forEach(function (child) {
+      if (child.nodeType === 3) {
+        var between = node.nodeType === 11 || BLOCK_PARENTS[node.nodeName];
+        if (between && !child.data.trim()) child.remove();
+        else if (child.previousSibling && child.previousSibling.nodeName === "BR" && child.data[0] === "\n") {
+          child.data = child.data.slice(1);
+        }
+      } else if (child.nodeType === 1 && child.nodeName !== "PRE") {
+        dropLayoutWhitespace(child);
+      }
+    });
+  }
+
+  /* A <pre> inside a box with its language and a Copy button. */
+  function codeBlock(pre) {
+    var code = pre.querySelector("code");
+    if (!code) return;
+    code.classList.add("hljs");
+    var last = code.lastChild;
+    while (last && last.nodeType === 1) last = last.lastChild;
+    if (last && last.nodeType === 3 && /\n$/.test(last.data)) last.data = last.data.slice(0, -1);
+    var box = ownDocument.createElement("div");
+    box.className = "code-block";
+    var bar = ownDocument.createElement("div");
+    bar.className = "code-bar";
+    var lang = /(?:^|\s)language-([\w+#.-]+)/.exec(code.className);
+    var label = ownDocument.createElement("span");
+    label.className = "code-lang";
+    label.textContent = lang ? lang[1] : "";
+    var copy = ownDocument.createElement("button");
+    copy.type = "button";
+    copy.className = "code-copy";
+    copy.textContent = "Copy";
+    copy.setAttribute("aria-label", "Copy code");
+    copy.addEventListener("click", function () { copyText(code.textContent, copy); });
+    bar.appendChild(label);
+    bar.appendChild(copy);
+    pre.parentNode.insertBefore(box, pre);
+    box.appendChild(bar);
+    box.appendChild(pre);
+  }
+
+  function copyText(text, button) {
+    function done(ok) {
+      button.textContent = ok ? "Copied" : "Copy failed";
+      button.dataset.copied = ok ? "true" : "false";
+      root.setTimeout(function () {
+        button.textContent = "Copy";
+        delete button.dataset.copied;
+      }, COPIED_MS);
+    }
+    var clipboard = root.navigator && root.navigator.clipboard;
+    if (clipboard && root.isSecureContext) {
+      clipboard.writeText(text).then(function () { done(true); }, function () { done(fallbackCopy(text)); });
+    } else {
+      done(fallbackCopy(text));
+    }
+  }
+
+  /* Plain http (no clipboard API): a hidden textarea and execCommand. */
+  function fallbackCopy(text) {
+    var area = ownDocument.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "copy-buffer";
+    ownDocument.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = ownDocument.execCommand("copy"); } catch (err) { ok = false; }
+    area.remove();
+    return ok;
+  }
+
+  function render(text) {
+    if (!parser) parser = makeParser();
+    var html = parser.render(String(text == null ? "" : text));
+    var fragment = sanitize(html);
+    if (fragment.ownerDocument !== ownDocument) fragment = ownDocument.importNode(fragment, true);
+    return finish(fragment);
+  }
+
+  root.NousMarkdown = { render: render, safeUrl: safeUrl };
+})(window);

@@ -91,21 +91,28 @@
     record.el.classList.toggle("empty", !record.text);
   }
 
-  /* `drawSoon(record)`: streaming redraws once per animation frame, however many deltas arrived
-   * meanwhile, then `after()`. The records waiting are kept in `state.dirty`. */
+  /* `drawSoon(record)`: streaming redraws at most every DRAW_MS (and on an animation frame),
+   * however many deltas arrived meanwhile, then `after()`. Each redraw renders the whole answer's
+   * markdown again (static/js/markdown.js), so the text is formatted as it streams, at a bounded
+   * cost. The records waiting are kept in `state.dirty`. */
+  var DRAW_MS = 100;
   function frameDrawer(state, drawRecord, after) {
+    var lastDraw = 0;
     return function drawSoon(record) {
       if (state.dirty.indexOf(record) < 0) state.dirty.push(record);
       if (state.frameRequested) return;
       state.frameRequested = true;
       var run = function () {
         state.frameRequested = false;
+        lastDraw = Date.now();
         var dirty = state.dirty;
         state.dirty = [];
         dirty.forEach(drawRecord);
         after();
       };
-      if (document.hidden || !window.requestAnimationFrame) window.setTimeout(run, 50);
+      var wait = Math.max(0, DRAW_MS - (Date.now() - lastDraw));
+      if (document.hidden || !window.requestAnimationFrame) window.setTimeout(run, Math.max(wait, 50));
+      else if (wait > 0) window.setTimeout(function () { window.requestAnimationFrame(run); }, wait);
       else window.requestAnimationFrame(run);
     };
   }

@@ -182,6 +182,8 @@
     if (typeof message.content === "string") record.text = message.content;
     renderActions(record);
     if (!record.editing) draw(record);
+    if (m.role === "assistant" && toolLines) toolLines.adopt(record);
+    if (failedAnswers) failedAnswers.show(record);
   }
 
   var draw = util.draw;
@@ -273,7 +275,17 @@
   /* The bubbles in ui.list, by id and by run (static/js/page_util.js). */
   var bubbles = util.messageList(state, ui.list, ui.empty, createRecord, applyMessage);
   var runRecord = bubbles.runRecord, oldestId = bubbles.oldestId;
-  var upsert = bubbles.upsert;
+  /* Tool calls as a collapsed line under the run's answer (static/js/tools.js). */
+  var toolLines = window.NousTools.create(function (runId) { return state.runs[runId] || null; });
+  /* A failed answer is one bubble with its error (static/js/failed.js); Retry is the chat's. */
+  var failedAnswers = window.NousFailed.create({
+    records: function () { return state; }, uuid: uuid, failureText: util.failureText, canRetry: false, send: function () { return false; },
+  });
+  function upsert(message, where) {
+    if (toolLines.stored(message)) return null;
+    if (failedAnswers.absorb(message)) return null;  // shown in its failed answer's bubble
+    return bubbles.upsert(message, where);
+  }
 
   // --- scrolling --------------------------------------------------------------------------
 
@@ -607,13 +619,12 @@
     },
 
     "run.failed": function (frame) {
+      failedAnswers.runFailed(frame);
       var partial = frame.partial || null;
       endRun(frame, partial);
       var record = state.runs[frame.run_id];
       if (!partial && record && record.message.status === "streaming") applyMessage(record, { status: "failed" });
       if (frame.message && frame.message.role !== "assistant") upsert(frame.message);
-      var error = frame.error || {};
-      showBanner(util.failureText(error, aiName() + " could not answer."));
       afterContent();
     },
 
@@ -622,8 +633,15 @@
       afterContent();
     },
 
+    "run.tool_call": function (frame) {
+      runRecord(frame.run_id);
+      toolLines.call(frame);
+      afterContent();
+    },
+
     "run.tool_result": function (frame) {
       approvals.resolve(frame.tool_call_id);
+      toolLines.result(frame);
     },
 
     "typing": function (frame) {
