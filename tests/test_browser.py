@@ -193,10 +193,14 @@ async def test_history_and_the_page_code(page, alice):
     assert not await Message.objects.filter(conversation=conversation, content="keep me").aexists()
 
     # A run refused by the open breaker says when the provider will be tried again, in local time.
-    await page.evaluate("""() => NousChat.socket._receive(JSON.stringify({type: "run.failed", run_id: "r-breaker",
-        error: {code: "provider_unavailable", message: "The anthropic provider is unavailable", retryable: true,
-                retry_after: 30, retry_at: "2026-12-03T14:05:30.000+00:00"}}))""")
-    await expect(page.locator("#error-banner")).to_contain_text(
+    # It is shown in the failed answer's bubble (static/js/failed.js).
+    await page.evaluate("""() => {
+        NousChat.socket._receive(JSON.stringify({type: "run.started", run_id: "r-breaker", model: "anthropic:claude-sonnet-4-5"}));
+        NousChat.socket._receive(JSON.stringify({type: "run.failed", run_id: "r-breaker",
+            error: {code: "provider_unavailable", message: "The anthropic provider is unavailable", retryable: true,
+                    retry_after: 30, retry_at: "2026-12-03T14:05:30.000+00:00"}}));
+    }""")
+    await expect(page.locator('.message[data-role="assistant"] .failure-text').last).to_contain_text(
         re.compile(r"The anthropic provider is unavailable; it will be tried again at \d{1,2}:\d\d:30"))
 
     # The markdown renderer builds elements; HTML and unsafe links stay text.
