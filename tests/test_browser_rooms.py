@@ -270,10 +270,12 @@ async def test_the_room_page_code(browser, alice, bob):
     assert await second.get_attribute("data-resynced") is None
 
     # A run refused by the open breaker says when the provider will be tried again, in local time.
+    # It is shown in the failed answer's bubble (static/js/failed.js).
+    server.send({"type": "run.started", "run_id": "r3", "model": MODEL})
     server.send({"type": "run.failed", "run_id": "r3", "error": {
         "code": "provider_unavailable", "message": "The anthropic provider is unavailable", "retryable": True,
         "retry_after": 30, "retry_at": "2026-12-03T14:05:30.000+00:00"}})
-    await expect(page.locator("#error-banner")).to_contain_text(
+    await expect(page.locator('.message[data-run-id="r3"] .failure-text')).to_contain_text(
         re.compile(r"The anthropic provider is unavailable; it will be tried again at \d{1,2}:\d\d:30"))
 
     # Edit: inline, Save sends message.edit; message.updated shows the new text.

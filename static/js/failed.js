@@ -28,7 +28,7 @@
     function absorb(message) {
       if (message.role !== "error" || !message.run_id) return false;
       // The live run.failed's text (it may say when a provider is tried again) wins over the stored one.
-      errors[message.run_id] = errors[message.run_id] || String(message.content || "").replace(RETRY_HINT, "") || "The answer failed.";
+      errors[message.run_id] = errors[message.run_id] || String(message.content || "").replace(RETRY_HINT, "").replace(/\.$/, "") || "The answer failed.";
       var record = p.records().runs[message.run_id];
       if (record) show(record);
       return true;
