@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from chat.fanout import conversation_hub, group_for, layer_event
-from chat.models import Conversation, Message
+from chat.models import AgentRun, Conversation, Message
 from chat.runs import lifecycle, queueing
 from chat.runs.replay import SEQ_FRAMES, replay_log
 from rooms.models import create_room
@@ -156,3 +156,25 @@ async def test_typing_never_goes_out_ahead_of_messages_and_only_its_newest_state
     kinds = [(e["frame_type"], '"typing": true' in e["json"]) for e in sink.events]
     assert kinds == [("message.created", False), ("typing", False)], kinds
     await hub.leave(conversation_id, sink)
+
+
+async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_two_statements(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:")
+    sent = await sync_to_async(queueing.store_message_and_queue_run)(conversation, alice, "hi there", "claim-1")
+
+    def claim_counting() -> tuple[object, int]:
+        with CaptureQueriesContext(connection) as queries:
+            claimed = lifecycle.claim_run(str(sent.run.id))
+        return claimed, len(queries)
+
+    claimed, statements = await sync_to_async(claim_counting)()
+    assert claimed.history == [{"role": "user", "content": "hi there", "author": "alice"}]
+    assert claimed.message_id == sent.run.message_id and claimed.author_id == alice.id
+    # The claim is on the path to the first token: the update with its reads, then the history.
+    assert statements == (2 if connection.vendor == "postgresql" else 3)
+    assert await sync_to_async(lifecycle.claim_run)(str(sent.run.id)) is None  # a second claim gets nothing
+    run = await AgentRun.objects.aget(id=sent.run.id)
+    assert run.status == "running" and run.started_at is not None
