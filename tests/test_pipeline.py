@@ -178,3 +178,35 @@ async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_two_stat
     assert await sync_to_async(lifecycle.claim_run)(str(sent.run.id)) is None  # a second claim gets nothing
     run = await AgentRun.objects.aget(id=sent.run.id)
     assert run.status == "running" and run.started_at is not None
+
+
+async def test_a_send_is_stored_at_once_with_the_settings_and_title_of_that_moment(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:", instructions="be brief", temperature=0.5)
+    # Another tab changed the settings after this socket connected: the send takes what is stored now.
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:words=3", max_tokens=99)
+
+    def store_counting(client_id: str) -> tuple[queueing.SendResult, int]:
+        with CaptureQueriesContext(connection) as queries:
+            sent = queueing.store_message_and_queue_run(conversation, alice, "what is  the weather", client_id)
+        return sent, len(queries)
+
+    sent, statements = await sync_to_async(store_counting)("store-1")
+    if connection.vendor == "postgresql":
+        assert statements == 1  # on the path to the first token: one round trip, one commit
+    run = await AgentRun.objects.select_related("trigger_message", "message").aget(id=sent.run.id)
+    assert (run.model, run.instructions, run.model_settings) == ("test:words=3", "be brief", {"temperature": 0.5, "max_tokens": 99})
+    assert run.trigger_message_id == sent.message.id and run.message_id == sent.run.message_id
+    assert run.trigger_message.content == "what is  the weather" and run.message.status == "streaming"
+    assert run.trigger_message_id < run.message_id  # the claim's history is what came before the answer
+    assert sent.titled and (await Conversation.objects.aget(id=conversation.id)).title == "what is the weather"
+    claimed = await sync_to_async(lifecycle.claim_run)(str(run.id))
+    assert [m["content"] for m in claimed.history] == ["what is  the weather"]
+
+    again, _ = await sync_to_async(store_counting)("store-1")  # a resend stores nothing
+    assert again.duplicate and again.message.id == sent.message.id
+    with pytest.raises(queueing.Busy):  # the run is still active
+        await sync_to_async(store_counting)("store-2")
+    assert await Message.objects.filter(conversation=conversation).acount() == 2

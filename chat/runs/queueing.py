@@ -10,11 +10,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat.models import AgentRun, Conversation, Message
+from chat.runs import store_sql
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools")
 
@@ -82,19 +83,24 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     Raises `Busy` (storing nothing) when a run is already active.
     """
     try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
-            )
-            # The settings as stored now (another tab may have changed them since this socket
-            # connected), and the title, in one read: this is on the path to the first token.
-            row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
-            run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
-            titled = not row["title"]
-            Conversation.objects.filter(id=conversation.id).update(
-                updated_at=timezone.now(),
-                title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
-            )
+        if connection.vendor == "postgresql":  # the same rows in one statement: on the path to the first token
+            message = _user_message(conversation, user, content, client_id)
+            run_id = uuid.uuid4()
+            run = _run(run_id, conversation.id, message, _answer_message(conversation.id, run_id), RunSnapshot(model=""))
+            titled = store_sql.store_send(message, run.message, run, _title_from(content))
+        else:
+            with transaction.atomic():
+                message = _user_message(conversation, user, content, client_id)
+                message.save(force_insert=True)
+                # The settings as stored now (another tab may have changed them since this socket
+                # connected), and the title, in one read: this is on the path to the first token.
+                row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
+                run = _create_run(conversation.id, message, RunSnapshot.of_row(row))
+                titled = not row["title"]
+                Conversation.objects.filter(id=conversation.id).update(
+                    updated_at=timezone.now(),
+                    title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
+                )
     except IntegrityError:
         existing = Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
         if existing:  # a resend, or the same client_id raced in from another socket
@@ -107,11 +113,25 @@ def _create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot) -
     # The answer's message is made now, with its run (the foreign keys are checked at the commit),
     # so that the worker's claim is one update and two reads: it is on the path to the first token.
     run_id = uuid.uuid4()
-    answer = Message.objects.create(
-        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id
-    )
+    answer = _answer_message(conversation_id, run_id)
+    answer.save(force_insert=True)
     # The partial unique index makes this insert fail while another run is active.
-    return AgentRun.objects.create(
+    run = _run(run_id, conversation_id, trigger, answer, snapshot)
+    run.save(force_insert=True)
+    return run
+
+
+# The rows of a send, unsaved: the ORM path saves them, the PostgreSQL one (store_sql) inserts them at once.
+def _user_message(conversation: Conversation, user: Any, content: str, client_id: str) -> Message:
+    return Message(conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id)
+
+
+def _answer_message(conversation_id: Any, run_id: uuid.UUID) -> Message:
+    return Message(conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id)
+
+
+def _run(run_id: uuid.UUID, conversation_id: Any, trigger: Message, answer: Message, snapshot: RunSnapshot) -> AgentRun:
+    return AgentRun(
         id=run_id, conversation_id=conversation_id, trigger_message=trigger, message=answer, model=snapshot.model,
         instructions=snapshot.instructions, model_settings=snapshot.model_settings,
         context_messages=snapshot.context_messages, approval_tools=snapshot.approval_tools,
