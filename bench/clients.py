@@ -46,11 +46,11 @@ class Stats:
     """What one client process measured in one `chat` job."""
 
     def __init__(self) -> None:
-        self.lat_flush: list[float] = []  # ms: receive - t_flush (the pipeline after the coalescer)
-        self.lat_emit: list[float] = []  # ms: receive - t_emit (adds the coalescing wait)
-        self.lat_flush_start: list[float] = []  # ms: lat_flush of each run's first two deltas only
+        # [run_id, seq, receive time] of each delta in the window; the driver joins them with the
+        # servers' t_emit/t_flush (bench/stamps.py): the frames carry no timestamps.
+        self.received: list[list[Any]] = []
+        self.sends: list[list[Any]] = []  # [run_id, message.send time] of each run that got a delta
         self.first_delta: list[float] = []  # ms: message.send - first run.delta received
-        self.send_emit: list[float] = []  # ms: message.send - t_emit of the first delta (before the model's first word)
         self.to_created: list[float] = []  # ms: message.send - message.created (stored, answered directly)
         self.to_started: list[float] = []  # ms: message.send - run.started (a worker claimed the run)
         self.deltas_window = 0
@@ -60,7 +60,6 @@ class Stats:
         self.resume_ahead = 0  # after a reconnect: live deltas ahead of the replay, held until it caught up
         self.late_ends = 0  # runs whose end was fetched with run.resume because the live socket was still draining
         self.stopped_by_client = 0  # runs still going at the end of the phase, stopped with run.stop
-        self.hook = False
         self.runs: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.error_count = 0
@@ -257,16 +256,10 @@ class Conn:
             if run.t_first is None:
                 run.t_first = now
                 stats.first_delta.append((now - run.t_send) * 1000)
-                if "t_emit" in frame:
-                    stats.send_emit.append((frame["t_emit"] - run.t_send) * 1000)
+                stats.sends.append([run.run_id, run.t_send])
             if run.reconnects == 0 and job["warm_from"] <= now <= job["deadline"]:
                 stats.deltas_window += 1
-                if "t_flush" in frame:
-                    stats.hook = True
-                    stats.lat_flush.append((now - frame["t_flush"]) * 1000)
-                    if seq <= 2:
-                        stats.lat_flush_start.append((now - frame["t_flush"]) * 1000)
-                    stats.lat_emit.append((now - frame["t_emit"]) * 1000)
+                stats.received.append([run.run_id, seq, now])
         elif kind == "message.created":
             if frame["message"].get("client_id") == run.client_id and run.reconnects == 0:
                 stats.to_created.append((now - run.t_send) * 1000)

@@ -33,7 +33,7 @@ def knee(levels: list[dict[str, Any]]) -> dict[str, Any]:
     """
     pts = sorted((lv["streams"], lv["deltas_per_s"], lv["added_ms"]["p99"]) for lv in levels if lv["added_ms"]["p99"] is not None)
     if not pts:
-        return {"deltas_per_s": None, "bound": "?", "note": "no latency samples (no t_flush in the frames?)"}
+        return {"deltas_per_s": None, "bound": "?", "note": "no latency samples (no server timestamps? see chat/runs/benchstamps.py)"}
     per_stream = pts[0][1] / pts[0][0]
     good = None
     for streams, rate, p99 in pts:

@@ -44,7 +44,6 @@ class RunSeen:
         self.t_last: float | None = None
         self.started = False
         self.t_started: float | None = None  # run.started received
-        self.t_emit1: float | None = None  # t_emit of seq 1: when the model produced its first word
 
     def summary(self) -> dict[str, Any]:
         text = "".join(self.parts)
@@ -70,8 +69,7 @@ class RoomConn:
         self.tag: str | None = None  # the phase whose messages are recorded
         self.got: list[tuple[int, float, float]] = []  # (index, send time, receive time) of this phase's messages
         self.runs: dict[str, RunSeen] = {}
-        self.lat_flush: list[float] = []
-        self.lat_emit: list[float] = []
+        self.received: list[list[Any]] = []  # [run_id, seq, receive time] per delta (joined with bench/stamps.py)
         self.other: dict[str, int] = {}
         self.errors: list[str] = []
         self.closed: str | None = None
@@ -137,12 +135,8 @@ class RoomConn:
             run.parts.append(frame["text"])
             run.last = seq
             run.t_first = run.t_first or now
-            if seq == 1:
-                run.t_emit1 = frame.get("t_emit")
             run.t_last = now
-            if "t_flush" in frame:
-                self.lat_flush.append((now - frame["t_flush"]) * 1000)
-                self.lat_emit.append((now - frame["t_emit"]) * 1000)
+            self.received.append([frame["run_id"], seq, now])
         elif kind in ("run.completed", "run.stopped", "run.failed"):
             run = self.runs.setdefault(frame["run_id"], RunSeen())
             if run.status is not None:
@@ -237,7 +231,7 @@ async def phase(conns: list[Any], cmd: dict[str, Any]) -> dict[str, Any]:
     members = _members(conns)
     tag = cmd["tag"]
     for c in members:
-        c.tag, c.got, c.runs, c.lat_flush, c.lat_emit, c.errors = tag, [], {}, [], [], []
+        c.tag, c.got, c.runs, c.received, c.errors = tag, [], {}, [], []
         c.typing_times, c.typing_frames = [], 0
         c.count_typing = bool(cmd.get("typers"))
     sent_errors: list[str] = []
@@ -315,6 +309,6 @@ async def phase(conns: list[Any], cmd: dict[str, Any]) -> dict[str, Any]:
             "runs": [{"member": c.index, "run_id": rid, **r.summary()} for c in members for rid, r in c.runs.items()],
             "first_delta": [(r.t_first - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_first and c.got],
             "to_started": [(r.t_started - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_started and c.got],
-            "to_emit": [(r.t_emit1 - c.got[0][1]) * 1000 for c in members for r in c.runs.values() if r.t_emit1 and c.got],
-            "lat_flush": [x for c in members for x in c.lat_flush], "lat_emit": [x for c in members for x in c.lat_emit],
+            "sends": [[rid, c.got[0][1]] for c in members for rid, r in c.runs.items() if r.t_first and c.got],
+            "received": [x for c in members for x in c.received],
             "typing_per_member": typing_per_member, "other": [c.other for c in members if c.other]}

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from bench.report import pcts
+from bench.stamps import latencies
 
 
 class RoomScenarios:
@@ -120,6 +121,8 @@ class RoomScenarios:
                     m.setdefault(k, []).extend(v)
                 else:
                     m[k] = m.get(k, 0) + v
+        stamps = latencies(self.stack.stamps.read_new(), m.pop("received", []), m.pop("sends", []))
+        m.update(lat_flush=stamps["lat_flush"], lat_emit=stamps["lat_emit"], to_emit=stamps["send_emit"])
         per = m["per_message"]
         every = [x for lats in per.values() for x in lats]
         last = [max(lats) for lats in per.values() if len(lats) == n]

@@ -16,6 +16,7 @@ from bench.pool import ClientPool
 from bench.report import pcts
 from bench.rooms import RoomScenarios
 from bench.stack import Stack, cpu_seconds, rss_bytes
+from bench.stamps import latencies
 
 FAR = 600.0  # a deadline that a job bounded by max_runs never reaches
 
@@ -156,6 +157,7 @@ class Bench(RoomScenarios):
         if c1 is None:
             c1, t1 = self.cpu_now()
         merged = merge(self.pool.recv())
+        merged.update(latencies(self.stack.stamps.read_new(), merged.pop("received", []), merged.pop("sends", [])))
         span = max(1e-3, t1 - t0)
         merged["cpu_pct"] = {role: round(100 * (c1[role] - c0[role]) / span, 1) for role in c0}
         merged["window"] = min(duration, span)
@@ -222,7 +224,7 @@ class Bench(RoomScenarios):
                "runs": len(m["runs"]), "deltas": m["deltas_total"], "hook": m["hook"], "stopped_at_end": m["stopped_by_client"],
                "late_ends": m["late_ends"], "timed_out": m["late_count"]}
         if m["deltas_total"] and not m["hook"]:
-            self.log(f"{label}: run.delta frames carry no t_flush/t_emit: is NOUS_BENCH_TIMESTAMPS=1 implemented in the server?")
+            self.log(f"{label}: no delta timestamps from the servers: is NOUS_BENCH_TIMESTAMPS=1 recorded (chat/runs/benchstamps.py)?")
         a = out["added_ms"]
         self.log(f"{label}: {out['deltas_per_s']:.0f} deltas/s, added p50/p95/p99 {a['p50']}/{a['p95']}/{a['p99']} ms, "
                  f"emit->client p99 {out['emit_ms']['p99']} ms, cpu% {m['cpu_pct']}; {len(m['runs'])} runs, "

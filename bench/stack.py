@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.stamps import StampReader
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "bench" / "var"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -112,6 +114,11 @@ class StackConfig:
         return f"production-{self.server}-{self.layer}"
 
     @property
+    def stamps_dir(self) -> Path:
+        """Where the servers write their delta timestamps (bench/stamps.py reads them)."""
+        return VAR / "stamps" / self.name
+
+    @property
     def asgi_count(self) -> int:
         return self.asgi if self.mode == "production" else 1
 
@@ -123,8 +130,10 @@ class StackConfig:
             DEBUG="0",
             SECRET_KEY="bench-only-secret-key-" + "x" * 40,
             ALLOWED_HOSTS="127.0.0.1,localhost",
-            # The hook this benchmark relies on: run.delta frames carry t_emit and t_flush.
+            # The hook this benchmark relies on: each flushed delta's t_emit and t_flush, recorded in
+            # files the driver reads (chat/runs/benchstamps.py, bench/stamps.py), not in the frames.
             NOUS_BENCH_TIMESTAMPS="1",
+            NOUS_BENCH_STAMPS_DIR=str(self.stamps_dir),
             # Limits meant for abuse, not for a load generator that owns every socket.
             NOUS_SENDS_PER_MINUTE="1000000",
             NOUS_MAX_SOCKETS_PER_USER="1000000",
@@ -160,11 +169,13 @@ class Stack:
         self.ports = [cfg.base_port + i for i in range(cfg.asgi_count)]
         VAR.mkdir(parents=True, exist_ok=True)
         self.redis_pid = redis_pid(cfg.redis_url)
+        self.stamps = StampReader(cfg.stamps_dir)
 
     # --- database and Redis ---------------------------------------------------------------
 
     def prepare(self) -> None:
-        """A clean database (created and migrated if need be) and an empty Redis db."""
+        """A clean database (created and migrated if need be), an empty Redis db, no stamps."""
+        self.stamps.reset()
         if self.cfg.mode == "production":
             import psycopg
             import redis

@@ -24,9 +24,10 @@ def redis_available(url: str) -> bool:
 class CeleryWorker:
     """A real `celery worker` subprocess on the test database, with the production pool settings."""
 
-    def __init__(self, database_name: str, log_path: Path) -> None:
+    def __init__(self, database_name: str, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.database_name = database_name
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -40,6 +41,7 @@ class CeleryWorker:
         env = dict(os.environ)
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{self.database_name}"
         env["NOUS_CHECKPOINT_SECS"] = str(settings.NOUS_CHECKPOINT_SECS)
+        env.update(self.extra_env)
         log = open(self.log_path, "ab")
         hostname = f"test-worker-{os.getpid()}-{time.monotonic_ns()}@%h"
         self.process = subprocess.Popen(

@@ -126,24 +126,21 @@ async def test_concurrent_sends_of_several_users_are_all_answered(alice, bob, ch
 async def test_a_full_queue_refuses_a_regenerate_and_an_edit_and_stores_nothing(alice, bob, charlie, sockets, settings,
                                                                                 one_slot):
     conversation = await chat_of(alice)
-    socket = await sockets.open(alice, conversation)
-    await socket.send(send_frame("a first answer"))
-    completed, _ = await socket.recv_until("run.completed", timeout=20)
+    question = await Message.objects.acreate(conversation=conversation, role="user", content="a question", author=alice)
+    answer = await Message.objects.acreate(conversation=conversation, role="assistant", content="an answer", parent=question)
     settings.NOUS_MAX_QUEUED_RUNS = 1
     blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
     await queued_run(blocker, "hold the slot")
     waiting = await sockets.open(bob, await chat_of(bob))
-    await queued_run(waiting, "I wait")
-    stored = await Message.objects.filter(conversation=conversation).acount()
-    answer = completed["message"]
-    user_message = await Message.objects.filter(conversation=conversation, role="user").afirst()
-    for frame in ({"type": "message.regenerate", "message_id": answer["id"], "client_id": "regen-1"},
-                  {"type": "message.edit", "id": str(user_message.id), "content": "edited", "client_id": "edit-1"}):
+    assert (await queued_run(waiting, "I wait"))["position"] == 0
+    socket = await sockets.open(alice, conversation)
+    for frame in ({"type": "message.regenerate", "message_id": str(answer.id), "client_id": "regen-1"},
+                  {"type": "message.edit", "id": str(question.id), "content": "edited", "client_id": "edit-1"}):
         await socket.send(frame)
         error, _ = await socket.recv_until("error")
         assert (error["code"], error["ref"]) == ("overloaded", frame["client_id"])
-    assert await Message.objects.filter(conversation=conversation).acount() == stored
-    assert await AgentRun.objects.filter(conversation=conversation).acount() == 1
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
+    assert not await AgentRun.objects.filter(conversation=conversation).aexists()
     await blocker.send({"type": "run.stop"})
     await blocker.recv_until("run.stopped")
 

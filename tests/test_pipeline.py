@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from chat.fanout import conversation_hub, group_for, layer_event
-from chat.models import Conversation, Message
+from chat.models import AgentRun, Conversation, Message
 from chat.runs import lifecycle, queueing
 from chat.runs.replay import SEQ_FRAMES, replay_log
 from rooms.models import create_room
@@ -156,3 +156,62 @@ async def test_typing_never_goes_out_ahead_of_messages_and_only_its_newest_state
     kinds = [(e["frame_type"], '"typing": true' in e["json"]) for e in sink.events]
     assert kinds == [("message.created", False), ("typing", False)], kinds
     await hub.leave(conversation_id, sink)
+
+
+async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_two_statements(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:")
+    sent = await sync_to_async(queueing.store_message_and_queue_run)(conversation, alice, "hi there", "claim-1")
+
+    def claim_counting() -> tuple[object, int]:
+        with CaptureQueriesContext(connection) as queries:
+            claimed = lifecycle.claim_run(str(sent.run.id))
+        return claimed, len(queries)
+
+    claimed, statements = await sync_to_async(claim_counting)()
+    assert claimed.history == [{"role": "user", "content": "hi there", "author": "alice"}]
+    assert claimed.message_id == sent.run.message_id and claimed.author_id == alice.id
+    # The claim is on the path to the first token: the update with its reads, then the history.
+    assert statements == (2 if connection.vendor == "postgresql" else 3)
+    assert await sync_to_async(lifecycle.claim_run)(str(sent.run.id)) is None  # a second claim gets nothing
+    run = await AgentRun.objects.aget(id=sent.run.id)
+    assert run.status == "running" and run.started_at is not None
+
+
+async def test_a_send_is_stored_at_once_with_the_settings_and_title_of_that_moment(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:", instructions="be brief", temperature=0.5)
+    # Another tab changed the settings after this socket connected: the send takes what is stored now.
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:words=3", max_tokens=99)
+
+    statements_seen: list[str] = []
+
+    def store_counting(client_id: str) -> tuple[queueing.SendResult, int]:
+        with CaptureQueriesContext(connection) as queries:
+            sent = queueing.store_message_and_queue_run(conversation, alice, "what is  the weather", client_id)
+        statements_seen[:] = [q["sql"][:80] for q in queries if q["sql"] not in ("BEGIN", "COMMIT")]
+        return sent, len(statements_seen)
+
+    sent, statements = await sync_to_async(store_counting)("store-1")
+    if connection.vendor == "postgresql":
+        # On the path to the first token, one commit: the rows in one statement, then the message put
+        # under the branch's end once the conversation is locked (chat.branches.attach_to_leaf).
+        assert statements == 2, statements_seen
+    run = await AgentRun.objects.select_related("trigger_message", "message").aget(id=sent.run.id)
+    assert (run.model, run.instructions, run.model_settings) == ("test:words=3", "be brief", {"temperature": 0.5, "max_tokens": 99})
+    assert run.trigger_message_id == sent.message.id and run.message_id == sent.run.message_id
+    assert run.trigger_message.content == "what is  the weather" and run.message.status == "streaming"
+    assert run.trigger_message_id < run.message_id  # the claim's history is what came before the answer
+    assert sent.titled and (await Conversation.objects.aget(id=conversation.id)).title == "what is the weather"
+    claimed = await sync_to_async(lifecycle.claim_run)(str(run.id))
+    assert [m["content"] for m in claimed.history] == ["what is  the weather"]
+
+    again, _ = await sync_to_async(store_counting)("store-1")  # a resend stores nothing
+    assert again.duplicate and again.message.id == sent.message.id
+    with pytest.raises(queueing.Busy):  # the run is still active
+        await sync_to_async(store_counting)("store-2")
+    assert await Message.objects.filter(conversation=conversation).acount() == 2

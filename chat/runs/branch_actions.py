@@ -13,7 +13,7 @@ from chat.db import db_call
 from chat.models import Conversation
 from chat.protocol import FrameError
 from chat.runs import branching
-from chat.runs.actions import Reply, submit_run
+from chat.runs.actions import Reply, refuse_when_full, submit_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy
 
@@ -25,18 +25,20 @@ async def do_regenerate(conversation: Conversation, message_id: Any, client_id: 
     """A new answer beside an answer (or to a user message), on a branch of its own."""
     if client_id is not None and not 0 < len(client_id) <= 64:
         raise FrameError("bad_request", "client_id must be 1 to 64 characters")
+    await refuse_when_full(client_id)
     try:
         result = await db_call(branching.regenerate)(conversation, message_id, client_id)
     except Busy:
         raise FrameError("busy", BUSY, client_id) from None
     await _switched(conversation, socket_id, reply, duplicate=result.duplicate)
     if result.run is not None:
-        await submit_run(conversation.id, str(result.run.id))
+        await submit_run(conversation.id, str(result.run.id), conversation.owner_id)
 
 
 async def do_edit(conversation: Conversation, user: Any, message_id: Any, content: str, client_id: str, socket_id: str,
                   reply: Reply) -> None:
     """An edited message: a new branch from where the original was, and its answer."""
+    await refuse_when_full(client_id)
     try:
         result = await db_call(branching.edit)(conversation, user, message_id, content, client_id)
     except Busy:
@@ -46,7 +48,7 @@ async def do_edit(conversation: Conversation, user: Any, message_id: Any, conten
         return
     await _switched(conversation, socket_id, reply)
     assert result.run is not None
-    await submit_run(conversation.id, str(result.run.id))
+    await submit_run(conversation.id, str(result.run.id), user.id)
 
 
 async def do_select(conversation: Conversation, message_id: Any, socket_id: str, reply: Reply) -> None:

@@ -99,7 +99,7 @@ class RunDelivery:
         for seq, text in deltas:
             if seq == self.seen_seq.get(run_id, 0) + 1:
                 self.seen_seq[run_id] = seq
-                # A live frame goes out as published (with the benchmark's timestamps, if any).
+                # A live frame goes out as published (encoded once for every socket).
                 if live_json is not None:
                     await self.send_text(live_json)
                 else:

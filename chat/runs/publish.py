@@ -39,9 +39,9 @@ async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | No
     await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame, exclude))
 
 
-async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str, **extra: float) -> None:
+async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str) -> None:
     """Append a delta to the replay log, then send it: in one Redis round trip in production."""
-    event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text, **extra})
+    event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
     DELTAS.inc()
     layer, log = get_channel_layer(), replay_log()
     if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer) and fast_delta_path():

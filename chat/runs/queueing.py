@@ -10,12 +10,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat import branches
 from chat.models import AgentRun, Conversation, Message, with_attachments
+from chat.runs import store_sql
 from chat.uploads import claim_for_message
 
 SNAPSHOT_FIELDS = ("model", "instructions", "temperature", "max_tokens", "approval_tools", "fallback_models")
@@ -87,23 +88,34 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     nothing) when an attachment may not be sent.
     """
     try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id
-            )
-            # The settings as stored now (another tab may have changed them since this socket
-            # connected), and the title, in one read: this is on the path to the first token.
-            row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
-            claim_for_message(message, user, conversation.id, attachment_ids or [], row["model"])
-            run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
-            titled = not row["title"]
-            # This update locks the conversation's row (after the run's insert: chat.branches), so
-            # no branch switch comes between reading the branch's end and going under it.
-            Conversation.objects.filter(id=conversation.id).update(
-                updated_at=timezone.now(),
-                title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
-            )
-            branches.attach_to_leaf(conversation.id, message)
+        if connection.vendor == "postgresql" and not attachment_ids:
+            # The same rows in one statement, then the message under the branch's end (the statement
+            # locked the conversation's row: no branch switch comes between). On the path to the first token.
+            message = _user_message(conversation, user, content, client_id)
+            run_id = uuid.uuid4()
+            answer = _answer_message(conversation.id, run_id)
+            run = _run(run_id, conversation.id, message, answer, RunSnapshot(model=""))
+            with transaction.atomic():
+                titled = store_sql.store_send(message, answer, run, _title_from(content))
+                branches.attach_to_leaf(conversation.id, message)
+            message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
+        else:
+            with transaction.atomic():
+                message = _user_message(conversation, user, content, client_id)
+                message.save(force_insert=True)
+                # The settings as stored now (another tab may have changed them since this socket
+                # connected), and the title, in one read: this is on the path to the first token.
+                row = Conversation.objects.values(*SNAPSHOT_FIELDS, "title").get(id=conversation.id)
+                claim_for_message(message, user, conversation.id, attachment_ids or [], row["model"])
+                run = create_run(conversation.id, message, RunSnapshot.of_row(row), in_tree=True)
+                titled = not row["title"]
+                # This update locks the conversation's row (after the run's insert: chat.branches), so
+                # no branch switch comes between reading the branch's end and going under it.
+                Conversation.objects.filter(id=conversation.id).update(
+                    updated_at=timezone.now(),
+                    title=Case(When(title="", then=Value(_title_from(content))), default=F("title")),
+                )
+                branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
         existing = with_attachments(Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id)).first()
         if existing:  # a resend, or the same client_id raced in from another socket
@@ -118,12 +130,26 @@ def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in
     # The answer's message is made now, with its run (the foreign keys are checked at the commit),
     # so that the worker's claim is one update and two reads: it is on the path to the first token.
     run_id = uuid.uuid4()
-    answer = Message.objects.create(
-        conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id,
-        parent_id=trigger.id if in_tree else None, client_id=client_id,
-    )
+    answer = _answer_message(conversation_id, run_id, parent_id=trigger.id if in_tree else None, client_id=client_id)
+    answer.save(force_insert=True)
     # The partial unique index makes this insert fail while another run is active.
-    return AgentRun.objects.create(
+    run = _run(run_id, conversation_id, trigger, answer, snapshot)
+    run.save(force_insert=True)
+    return run
+
+
+# The rows of a send, unsaved: the ORM path saves them, the PostgreSQL one (store_sql) inserts them at once.
+def _user_message(conversation: Conversation, user: Any, content: str, client_id: str) -> Message:
+    return Message(conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id)
+
+
+def _answer_message(conversation_id: Any, run_id: uuid.UUID, parent_id: Any = None, client_id: str | None = None) -> Message:
+    return Message(conversation_id=conversation_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, run_id=run_id,
+                   parent_id=parent_id, client_id=client_id)
+
+
+def _run(run_id: uuid.UUID, conversation_id: Any, trigger: Message, answer: Message, snapshot: RunSnapshot) -> AgentRun:
+    return AgentRun(
         id=run_id, conversation_id=conversation_id, trigger_message=trigger, message=answer, model=snapshot.model,
         instructions=snapshot.instructions, model_settings=snapshot.model_settings,
         context_messages=snapshot.context_messages, approval_tools=snapshot.approval_tools,
