@@ -8,12 +8,7 @@
 (function () {
   "use strict";
 
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text != null) node.textContent = text;
-    return node;
-  }
+  var make = window.NousPage.make;  // static/js/page_util.js, loaded first
 
   function humanSize(bytes) {
     if (bytes < 1024) return bytes + " B";

@@ -17,12 +17,7 @@
     var errors = {};   // run_id -> error text
     var retries = {};  // client_id -> record whose Retry sent it
 
-    function make(tag, className, text) {
-      var node = document.createElement(tag);
-      if (className) node.className = className;
-      if (text != null) node.textContent = text;
-      return node;
-    }
+    var make = window.NousPage.make;  // static/js/page_util.js, loaded first
 
     /* An error message of a run: kept for that run's answer. True: it needs no bubble of its own. */
     function absorb(message) {

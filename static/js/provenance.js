@@ -9,12 +9,7 @@
 (function (root) {
   "use strict";
 
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text != null) node.textContent = text;
-    return node;
-  }
+  var make = window.NousPage.make;  // static/js/page_util.js, loaded first
 
   function ms(value) {
     if (typeof value !== "number") return null;
