@@ -145,6 +145,32 @@ async def test_a_full_queue_refuses_a_regenerate_and_an_edit_and_stores_nothing(
     await blocker.recv_until("run.stopped")
 
 
+async def test_a_send_that_passes_the_check_but_finds_the_queue_full_fails_its_run(alice, bob, charlie, sockets,
+                                                                                  settings, one_slot, monkeypatch):
+    # The check before storing reads a count another process may change a moment later: the send is
+    # stored then, and its run ends `failed` `overloaded` (retryable), never waits outside the queue.
+    settings.NOUS_MAX_QUEUED_RUNS = 1
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    waiting = await sockets.open(bob, await chat_of(bob))
+    await queued_run(waiting, "I wait")
+
+    async def stale_check() -> bool:
+        return False
+
+    monkeypatch.setattr(slots(), "full", stale_check)
+    conversation = await chat_of(alice)
+    socket = await sockets.open(alice, conversation)
+    await socket.send(send_frame("just too late"))
+    failed, _ = await socket.recv_until("run.failed")
+    assert (failed["error"]["code"], failed["error"]["retryable"]) == ("overloaded", True)
+    assert await Message.objects.filter(conversation=conversation, role="user", content="just too late").aexists()
+    assert await AgentRun.objects.filter(conversation=conversation, status="failed", error_code="overloaded").acount() == 1
+    await blocker.send({"type": "run.stop"})
+    await blocker.recv_until("run.stopped")
+    await waiting.recv_until("run.completed", timeout=20)
+
+
 async def test_a_full_queue_refuses_a_send_and_stores_nothing(alice, bob, charlie, sockets, settings, one_slot):
     settings.NOUS_MAX_QUEUED_RUNS = 1
     blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
