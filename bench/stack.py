@@ -138,6 +138,9 @@ class StackConfig:
             NOUS_SENDS_PER_MINUTE="1000000",
             NOUS_MAX_SOCKETS_PER_USER="1000000",
             NOUS_FRAMES_PER_SECOND="1000",
+            # The fair queue sized to the workers (every thread may hold a run), as a deployment would
+            # set it: the load levels measure streaming, not waiting for a slot.
+            NOUS_MAX_ACTIVE_RUNS=str(max(1, self.workers) * self.concurrency),
             # The coalescing window stays at 100 ms, so the load levels and the knee measure the
             # pipeline itself (production widens it past NOUS_COALESCE_WIDEN_AT runs per process).
             NOUS_COALESCE_MAX_WIDEN="1",
