@@ -23,24 +23,22 @@ class InProcessExecutor:
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, run_id: str) -> int:
-        """Start the run; returns how many runs wait ahead of it (none: it starts at once)."""
+    async def submit(self, run_id: str) -> None:
+        """Start the run now (it holds a slot of the fair queue, chat.runs.slots)."""
         task = asyncio.create_task(execute_run(run_id), name=f"run-{run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return 0
 
 
 class CeleryExecutor:
     """Production: each run is a Celery task on a worker with a thread pool."""
 
-    async def submit(self, run_id: str) -> int:
+    async def submit(self, run_id: str) -> None:
         """Queue the run for a worker. It holds a slot of the fair queue (chat.runs.slots), so
         no run waits ahead of it as long as the workers' threads outnumber NOUS_MAX_ACTIVE_RUNS."""
         from chat.tasks import execute_run_task
 
         await sync_to_async(execute_run_task.delay, thread_sensitive=False)(run_id)
-        return 0
 
 
 @cache
