@@ -197,11 +197,11 @@ class RunExecution:
     async def _finish(self, status: str, detail: Any) -> None:
         if status == "waiting":
             paused = await db_call(approvals.pause_run)(self.run_id, self.coalescer.text, self.coalescer.seq, detail)
-            from chat.runs import admission  # it hands runs to this module's executor
+            from chat.runs import admission  # they hand runs to this module's executor
+            from chat.runs.actions import submit_run
 
             if paused == "queued":  # decided before it had paused: it goes on now, in the slot it holds
-                await admission.admit(self.conversation_id, self.run_id,
-                                      admission.user_key(self.claimed.author_id, self.conversation_id), first=True)
+                await submit_run(self.conversation_id, self.run_id, self.claimed.author_id, first=True)
             elif paused is not None:
                 await admission.release(self.run_id)  # a run waiting for a human holds no slot
             if paused is not None:
