@@ -31,6 +31,7 @@ log = logging.getLogger("nous.chat")
 Reply = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_INSTRUCTIONS_CHARS = 20_000
 MAX_TOKENS_LIMIT = 200_000
+BUSY = "An answer is still being written; stop it or wait"
 
 
 def check_content(content: str, client_id: str | None = None, allow_empty: bool = False) -> str:
@@ -56,7 +57,7 @@ async def do_chat_send(conversation: Conversation, user: Any, content: str, clie
     try:
         sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
     except Busy:
-        raise FrameError("busy", "An answer is still being written; stop it or wait", client_id) from None
+        raise FrameError("busy", BUSY, client_id) from None
     except AttachmentRefused as refused:
         raise FrameError(refused.code, refused.message, client_id) from None
     created = {"type": "message.created", "message": sent.message.to_dict()}

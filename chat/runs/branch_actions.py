@@ -13,11 +13,9 @@ from chat.db import db_call
 from chat.models import Conversation
 from chat.protocol import FrameError
 from chat.runs import branching
-from chat.runs.actions import Reply, refuse_when_full, submit_run
+from chat.runs.actions import BUSY, Reply, refuse_when_full, submit_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy
-
-BUSY = "An answer is still being written; stop it or wait"
 
 
 async def do_regenerate(conversation: Conversation, message_id: Any, client_id: str | None, socket_id: str,
