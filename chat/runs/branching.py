@@ -7,7 +7,7 @@ a second run. A refused frame stores nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -15,52 +15,53 @@ from django.utils import timezone
 from chat import branches
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError
-from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run
+from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run, stored_with_client_id
 
 
 def regenerate(conversation: Conversation, message_id: Any, client_id: str | None) -> SendResult:
     """A new answer to the user message of `message_id` (an answer: its sibling; a user message:
     its answer), selected. `SendResult.message` is the new answer; a resend finds it."""
-    try:
-        with transaction.atomic():
-            existing = _by_client_id(conversation, client_id)
-            if existing is not None:
-                return SendResult(existing, None, duplicate=True)
-            _refuse_if_busy(conversation.id)
-            trigger = _trigger_of(_node(conversation, message_id))
-            run = create_run(conversation.id, trigger, RunSnapshot.of(conversation), in_tree=True, client_id=client_id)
-            _touch_and_lock(conversation.id)
-            branches.select_path(conversation.id, run.message_id)
-    except IntegrityError:
-        existing = _by_client_id(conversation, client_id)
-        if existing is not None:  # the same client_id raced in from another socket
-            return SendResult(existing, None, duplicate=True)
-        raise Busy() from None
-    return SendResult(run.message, run, duplicate=False)
+    def store() -> SendResult:
+        trigger = _trigger_of(_node(conversation, message_id))
+        run = create_run(conversation.id, trigger, RunSnapshot.of(conversation), in_tree=True, client_id=client_id)
+        _touch_and_lock(conversation.id)
+        branches.select_path(conversation.id, run.message_id)
+        return SendResult(run.message, run, duplicate=False)
+
+    return _stored_once(conversation, client_id, store)
 
 
 def edit(conversation: Conversation, user: Any, message_id: Any, content: str, client_id: str) -> SendResult:
     """A new user message beside `message_id` (same parent), and its run, selected; idempotent on `client_id`."""
+    def store() -> SendResult:
+        target = _node(conversation, message_id)
+        if target.role != Message.Role.USER:
+            raise FrameError("bad_request", "Only your own messages can be edited", client_id)
+        message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content,
+                                         author=user, client_id=client_id, parent_id=target.parent_id)
+        run = create_run(conversation.id, message, RunSnapshot.of(conversation), in_tree=True)
+        _touch_and_lock(conversation.id)
+        branches.select_path(conversation.id, run.message_id)
+        return SendResult(message, run, duplicate=False)
+
+    return _stored_once(conversation, client_id, store)
+
+
+def _stored_once(conversation: Conversation, client_id: str | None, store: Callable[[], SendResult]) -> SendResult:
+    """`store()` in one transaction, unless `client_id` was stored already (a resend finds it, also
+    when it raced in from another socket); `Busy` while a run is active, with nothing stored."""
     try:
         with transaction.atomic():
-            existing = _by_client_id(conversation, client_id)
+            existing = stored_with_client_id(conversation, client_id)
             if existing is not None:
                 return SendResult(existing, None, duplicate=True)
             _refuse_if_busy(conversation.id)
-            target = _node(conversation, message_id)
-            if target.role != Message.Role.USER:
-                raise FrameError("bad_request", "Only your own messages can be edited", client_id)
-            message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content,
-                                             author=user, client_id=client_id, parent_id=target.parent_id)
-            run = create_run(conversation.id, message, RunSnapshot.of(conversation), in_tree=True)
-            _touch_and_lock(conversation.id)
-            branches.select_path(conversation.id, run.message_id)
+            return store()
     except IntegrityError:
-        existing = _by_client_id(conversation, client_id)
-        if existing is not None:  # the same client_id raced in from another socket
+        existing = stored_with_client_id(conversation, client_id)
+        if existing is not None:
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
-    return SendResult(message, run, duplicate=False)
 
 
 def select(conversation: Conversation, message_id: Any) -> None:
@@ -100,12 +101,6 @@ def _trigger_of(message: Message) -> Message:
 def _refuse_if_busy(conversation_id: Any) -> None:
     if AgentRun.objects.filter(conversation_id=conversation_id, status__in=AgentRun.ACTIVE).exists():
         raise Busy()
-
-
-def _by_client_id(conversation: Conversation, client_id: str | None) -> Message | None:
-    if not client_id:
-        return None
-    return Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id).first()
 
 
 def _touch_and_lock(conversation_id: Any) -> None:

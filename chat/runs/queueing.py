@@ -117,7 +117,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
                 )
                 branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
-        existing = with_attachments(Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id)).first()
+        existing = stored_with_client_id(conversation, client_id)
         if existing:  # a resend, or the same client_id raced in from another socket
             return SendResult(existing, None, duplicate=True)
         raise Busy() from None
@@ -155,6 +155,13 @@ def _run(run_id: uuid.UUID, conversation_id: Any, trigger: Message, answer: Mess
         context_messages=snapshot.context_messages, approval_tools=snapshot.approval_tools,
         fallback_models=snapshot.fallback_models,
     )
+
+
+def stored_with_client_id(conversation: Conversation, client_id: str | None) -> Message | None:
+    """The message a resend of `client_id` finds (with its author and attachments), if any."""
+    if not client_id:
+        return None
+    return with_attachments(Message.objects.select_related("author").filter(conversation=conversation, client_id=client_id)).first()
 
 
 def _existing(conversation: Conversation, client_id: str) -> Message:
