@@ -145,18 +145,20 @@ class Agent:
                 messages.append(tool_message)
                 new_messages.append(tool_message)
 
-    async def _stream_with_retries(self, request: ModelRequest) -> AsyncIterator[ModelEvent | Retrying]:
+    async def stream_with_retries(self, request: ModelRequest, model: Model, breaker: CircuitBreaker
+                                  ) -> AsyncIterator[ModelEvent | Retrying]:
+        """One response of `model` (one link of the fallback chain), retried per `self.retry` behind `breaker`."""
         attempt = 0
         while True:
             attempt += 1
-            trial = await self.breaker.before_call()
+            trial = await breaker.before_call()
             streamed = False
             try:
-                async for event in self.model.stream(request):
+                async for event in model.stream(request):
                     streamed = streamed or not isinstance(event, ResponseEnd)
                     yield event
             except ProviderError as error:
-                await self.breaker.record_failure(error, trial)
+                await breaker.record_failure(error, trial)
                 # Never retry once the user has seen output: a second answer would be appended.
                 if streamed or not error.retryable or attempt >= self.retry.max_attempts:
                     raise
@@ -164,16 +166,16 @@ class Agent:
                     # Waiting less than the provider asked would be refused again; say when to come back.
                     raise
                 delay = self.retry.delay(attempt, error.retry_after)
-                log.info("%s: %s, retry %d in %.2f s", self.model.provider, error, attempt, delay)
+                log.info("%s: %s, retry %d in %.2f s", model.provider, error, attempt, delay)
                 yield Retrying(attempt, error.code, delay)
                 await self._sleep(delay)
                 continue
             except BaseException:
                 # Cancelled (a stop) or a bug: says nothing about the provider, but a half-open
                 # trial must be released or the breaker would refuse every later call.
-                await self.breaker.record_abandoned(trial)
+                await breaker.record_abandoned(trial)
                 raise
-            await self.breaker.record_success(trial)
+            await breaker.record_success(trial)
             return
 
     async def _call_tool(self, call: ToolCall) -> ToolResult:

@@ -9,7 +9,6 @@ switches. Once switched, the run stays on that model for its later rounds.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
@@ -88,8 +87,6 @@ class ChainRun:
         definitions = [t.definition for t in agent.tools.values()]
         fixed = estimate_tokens(agent.instructions) + estimate_tokens(json.dumps([d.__dict__ for d in definitions]))
         budget = window - answer_reserve(window, agent.model_settings.get("max_tokens"))
-        on_link = copy.copy(agent)  # the agent's retry loop, aimed at this link's model and breaker
-        on_link.model, on_link.breaker = model, breaker
         for attempt in (1, 2):
             fitted = fit_messages(messages, budget, fixed_tokens=fixed)
             if fitted.dropped != self.dropped:  # the request that answers is the last one sent
@@ -97,7 +94,7 @@ class ChainRun:
                 yield ContextTrimmed(fitted.dropped)
             request = ModelRequest(fitted.messages, agent.instructions, agent.model_settings, definitions)
             try:
-                async for event in on_link._stream_with_retries(request):
+                async for event in agent.stream_with_retries(request, model, breaker):
                     yield event
                 return
             except ProviderError as error:
