@@ -31,11 +31,10 @@ class Tree:
     def __init__(self, conversation_id: Any) -> None:
         self.parent: dict[int, int | None] = {}
         self.run_of: dict[int, Any] = {}
-        self.role: dict[int, str] = {}
         self.children: dict[int | None, list[int]] = defaultdict(list)
         rows = Message.objects.filter(conversation_id=conversation_id, role__in=NODE_ROLES).order_by("id")
-        for id_, parent_id, run_id, role in rows.values_list("id", "parent_id", "run_id", "role"):
-            self.parent[id_], self.run_of[id_], self.role[id_] = parent_id, run_id, role
+        for id_, parent_id, run_id in rows.values_list("id", "parent_id", "run_id"):
+            self.parent[id_], self.run_of[id_] = parent_id, run_id
             self.children[parent_id].append(id_)
 
     def path_to(self, leaf_id: int) -> list[int]:
