@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from agents.models.capabilities import accepts_images
 from chat.models import Attachment
+from chat.protocol import FrameError
 
 TEXT_TYPE = "text/plain"
 MAX_NAME_CHARS = 200
@@ -142,39 +143,32 @@ def _size(n: int) -> str:
     return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 and n % (1024 * 1024) == 0 else f"{n // 1024} KiB"
 
 
-class AttachmentRefused(Exception):
-    """A send names attachments it may not use: answered with an `error` of this code, nothing stored."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
 def claim_for_message(message: Any, user: Any, conversation_id: Any, ids: list[str], model: str) -> None:
     """Bind the sender's unsent uploads `ids` to `message`, inside the send's transaction.
 
-    Raises `AttachmentRefused` (the transaction then stores nothing): too many, not the sender's
-    unsent uploads in this conversation (`not_found`), or images for a model that reads none.
+    Raises `FrameError` with the send's `client_id` (the transaction then stores nothing): too
+    many, not the sender's unsent uploads in this conversation (`not_found`), or images for a
+    model that reads none.
     """
     if not ids:
         message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
         return
     if len(ids) > settings.NOUS_ATTACHMENTS_PER_MESSAGE:
-        raise AttachmentRefused("bad_request", f"At most {settings.NOUS_ATTACHMENTS_PER_MESSAGE} attachments per message")
+        raise FrameError("bad_request", f"At most {settings.NOUS_ATTACHMENTS_PER_MESSAGE} attachments per message", message.client_id)
     try:
         wanted = {uuid.UUID(i) for i in ids}
     except ValueError:
-        raise AttachmentRefused("not_found", "No such attachment") from None
+        raise FrameError("not_found", "No such attachment", message.client_id) from None
     if len(wanted) != len(ids):
-        raise AttachmentRefused("bad_request", "An attachment is named twice")
+        raise FrameError("bad_request", "An attachment is named twice", message.client_id)
     q = Attachment.objects.filter(id__in=wanted, owner=user, conversation_id=conversation_id, message__isnull=True)
     types = list(q.values_list("content_type", flat=True))
     if len(types) != len(wanted):
-        raise AttachmentRefused("not_found", "No such attachment (it was sent already, removed, or is not yours)")
+        raise FrameError("not_found", "No such attachment (it was sent already, removed, or is not yours)", message.client_id)
     if any(t.startswith("image/") for t in types) and not accepts_images(model, settings.NOUS_IMAGE_MODELS):
-        raise AttachmentRefused("bad_request", f"{model} does not accept images")
+        raise FrameError("bad_request", f"{model} does not accept images", message.client_id)
     # Conditional: of two sends racing for one upload, one binds it and the other is refused.
     if q.update(message=message) != len(wanted):
-        raise AttachmentRefused("not_found", "No such attachment (it was sent already)")
+        raise FrameError("not_found", "No such attachment (it was sent already)", message.client_id)
     message._prefetched_objects_cache = {"attachments": list(
         Attachment.objects.filter(message=message).defer("data").order_by("created_at"))}

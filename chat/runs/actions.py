@@ -24,7 +24,6 @@ from chat.runs.dispatch import stop_run
 from chat.runs.publish import publish
 from chat.runs.queueing import Busy, RunSnapshot
 from chat.runs.slots import slots
-from chat.uploads import AttachmentRefused
 
 log = logging.getLogger("nous.chat")
 
@@ -58,8 +57,6 @@ async def do_chat_send(conversation: Conversation, user: Any, content: str, clie
         sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
     except Busy:
         raise FrameError("busy", BUSY, client_id) from None
-    except AttachmentRefused as refused:
-        raise FrameError(refused.code, refused.message, client_id) from None
     created = {"type": "message.created", "message": sent.message.to_dict()}
     await reply(created)
     if sent.duplicate:

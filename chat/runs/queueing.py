@@ -84,7 +84,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
                                 attachment_ids: list[str] | None = None) -> SendResult:
     """A chat's send: the user's message, its attachments and its run, atomically; idempotent on `client_id`.
 
-    Raises `Busy` (storing nothing) when a run is already active, `AttachmentRefused` (storing
+    Raises `Busy` (storing nothing) when a run is already active, `FrameError` (storing
     nothing) when an attachment may not be sent.
     """
     try:
