@@ -49,6 +49,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tps", type=float, default=50.0, help="the test model's words per second")
     p.add_argument("--words", type=int, default=1000, help="the test model's answer length (1000 words at 50/s: each chat streams through the window)")
     p.add_argument("--start-rate", type=float, default=100.0, help="first sends per second at most, at each load level (stretches the warm-up)")
+    p.add_argument("--first-rounds", type=int, help="rounds of the first-delta scenario for one sender, half as many for 20 (default 16; quick 10)")
     p.add_argument("--asgi", type=int, default=os.cpu_count() or 2, help="ASGI processes in production mode (one per core)")
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     p.add_argument("--concurrency", type=int, default=300, help="threads per Celery worker")
@@ -73,7 +74,7 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         "only": only, "tps": args.tps, "words": args.words, "start_rate": args.start_rate, "clients": args.clients, "users": 100,
         "levels": [int(s) for s in (args.streams or ("1,50,200" if q else "1,100,500")).split(",")],
         "window": args.window or (5.0 if q else 6.0), "warm": args.warm or (2.0 if q else 3.0),
-        "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": 10 if q else 16, "first_parts": ["one sender", "20 senders"],
+        "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": args.first_rounds or (10 if q else 16), "first_parts": ["one sender", "20 senders"],
         "idle": args.idle or (1000 if q else 10000), "idle_budget": args.idle_budget or (30.0 if q else 90.0),
         "idle_concurrency": 16, "fault_streams": 10 if q else 40,
         "room_sizes": [int(s) for s in (args.room_sizes or ("10,50,200" if q else "10,100,500")).split(",")],

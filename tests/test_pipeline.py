@@ -158,7 +158,7 @@ async def test_typing_never_goes_out_ahead_of_messages_and_only_its_newest_state
     await hub.leave(conversation_id, sink)
 
 
-async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_two_statements(alice):
+async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_one_statement(alice):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -173,11 +173,42 @@ async def test_a_run_is_claimed_once_reading_the_run_and_its_history_in_two_stat
     claimed, statements = await sync_to_async(claim_counting)()
     assert claimed.history == [{"role": "user", "content": "hi there", "author": "alice"}]
     assert claimed.message_id == sent.run.message_id and claimed.author_id == alice.id
-    # The claim is on the path to the first token: the update with its reads, then the history.
-    assert statements == (2 if connection.vendor == "postgresql" else 3)
+    # The claim is on the path to the first token: on PostgreSQL the update with its reads and the
+    # history are one statement; elsewhere the update, the read and the history.
+    assert statements == (1 if connection.vendor == "postgresql" else 3)
     assert await sync_to_async(lifecycle.claim_run)(str(sent.run.id)) is None  # a second claim gets nothing
     run = await AgentRun.objects.aget(id=sent.run.id)
     assert run.status == "running" and run.started_at is not None
+
+
+async def test_the_claims_history_is_the_selected_branchs_last_turns_with_their_authors(alice):
+    """What the claim reads for the model (one statement on PostgreSQL) is `model_history`'s rule:
+    the selected branch only, user and assistant turns with text, the run's context size, oldest first."""
+    conversation = await Conversation.objects.acreate(owner=alice, model="test:")
+
+    def build() -> AgentRun:
+        add = Message.objects.create
+        add(conversation=conversation, role="user", content="too old", author=alice)
+        add(conversation=conversation, role="user", content="first", author=alice)
+        add(conversation=conversation, role="assistant", content="")  # an answer stopped before any text
+        add(conversation=conversation, role="user", content="an edited-away question", author=alice, on_branch=False)
+        add(conversation=conversation, role="assistant", content="answer one")
+        add(conversation=conversation, role="tool", content='{"result": 1}')
+        add(conversation=conversation, role="user", content="from a deleted user", author=None)
+        trigger = add(conversation=conversation, role="user", content="last", author=alice)
+        run = queueing.queue_run(conversation.id, trigger, queueing.RunSnapshot(model="test:", context_messages=4))
+        add(conversation=conversation, role="user", content="after the run's answer", author=alice)
+        return run
+
+    run = await sync_to_async(build)()
+    claimed = await sync_to_async(lifecycle.claim_run)(str(run.id))
+    assert claimed.history == [
+        {"role": "user", "content": "first", "author": "alice"},
+        {"role": "assistant", "content": "answer one", "author": "assistant"},
+        {"role": "user", "content": "from a deleted user", "author": "deleted user"},
+        {"role": "user", "content": "last", "author": "alice"},
+    ]
+    assert claimed.history == await sync_to_async(lifecycle.model_history)(conversation.id, claimed.message_id, 4)
 
 
 async def test_a_send_is_stored_at_once_with_the_settings_and_title_of_that_moment(alice):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
@@ -53,16 +54,21 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
         run = _claim_orm(run_id, worker, now)
     if run is None:
         return None
-    message_id = run["message_id"] or _create_answer_message(run_id, run["conversation_id"])
     in_room = run["conversation__kind"] == Conversation.Kind.ROOM
+    if run["message_id"] is None:  # queued by an older version of this code: no answer yet, so no history read
+        run["message_id"] = _create_answer_message(run_id, run["conversation_id"])
+        run["history"] = None
+    rows = run["history"]
+    if rows is None:
+        rows = history_rows(run["conversation_id"], before_id=run["message_id"], limit=run["context_messages"])
     return ClaimedRun(
         run_id=str(run_id),
         conversation_id=str(run["conversation_id"]),
         model=run["model"],
         instructions=run["instructions"],
         model_settings=run["model_settings"] or {},
-        history=model_history(run["conversation_id"], before_id=message_id, limit=run["context_messages"], with_names=in_room),
-        message_id=message_id,
+        history=history_of(rows, with_names=in_room),
+        message_id=run["message_id"],
         author_id=run["trigger_message__author_id"],
         in_room=in_room,
         paused_state=run["paused_state"],
@@ -76,10 +82,28 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
 # What a claim reads: what the run was queued with (a settings change since then is for the next run).
 CLAIM_FIELDS = ("model", "instructions", "model_settings", "context_messages", "message_id", "conversation_id", "conversation__kind",
                 "trigger_message__author_id", "paused_state", "last_seq", "message__content", "approval_tools", "fallback_models")
-JSON_FIELDS = ("model_settings", "paused_state", "approval_tools", "fallback_models")
+JSON_FIELDS = ("model_settings", "paused_state", "approval_tools", "fallback_models", "history")
+HISTORY_ROLES = (Message.Role.USER, Message.Role.ASSISTANT)
 
-# PostgreSQL: the conditional update and the reads of `_claim_orm` in one statement, one round trip
-# (it is on the path to the first token). The update's RETURNING row joined with what it points at.
+# The history `history_rows` reads, as one JSON array (newest first) for CLAIM_SQL.
+_HISTORY_SQL = f"""
+    SELECT coalesce(json_agg(turn ORDER BY turn.id DESC), '[]') FROM (
+        SELECT m.id, m.role, m.content, author.{get_user_model()._meta.get_field("username").column} AS "author__username",
+               EXISTS (SELECT 1 FROM {Attachment._meta.db_table} file WHERE file.message_id = m.id) AS has_files
+        FROM {Message._meta.db_table} m
+        LEFT JOIN {get_user_model()._meta.db_table} author ON author.id = m.author_id
+        WHERE m.conversation_id = claimed.conversation_id AND m.on_branch AND m.id < claimed.message_id
+          AND m.role IN ('{HISTORY_ROLES[0]}', '{HISTORY_ROLES[1]}') AND NOT (m.content = '' AND m.role = '{HISTORY_ROLES[1]}')
+        ORDER BY m.id DESC
+        LIMIT coalesce(nullif(claimed.context_messages, 0), %(context_messages)s)
+    ) AS turn
+"""
+
+# PostgreSQL: the conditional update and the reads of `_claim_orm` and `history_rows` in one
+# statement, one round trip (it is on the path to the first token). The update's RETURNING row
+# joined with what it points at, and the history as JSON. The history reads the table as it was
+# when the statement began: the trigger and everything before it were committed before the run
+# was queued, so it sees them.
 # Its commit does not wait for the WAL flush (`synchronous_commit` off for this transaction only:
 # that wait was a third of the claim). A claim lost in a PostgreSQL crash leaves the run `queued`
 # while its worker streams: the worker's first checkpoint finds it not running and stops it, and
@@ -94,6 +118,7 @@ WITH claimed AS (
 SELECT claimed.model, claimed.instructions, claimed.model_settings, claimed.context_messages, claimed.message_id,
        claimed.conversation_id, conversation.kind, trigger_message.author_id, claimed.paused_state, claimed.last_seq,
        answer.content, claimed.approval_tools, claimed.fallback_models,
+       CASE WHEN claimed.message_id IS NOT NULL THEN ({_HISTORY_SQL}) END,
        CASE WHEN %(own_transaction)s THEN set_config('synchronous_commit', 'off', true) END
 FROM claimed
 JOIN {Conversation._meta.db_table} conversation ON conversation.id = claimed.conversation_id
@@ -104,14 +129,15 @@ LEFT JOIN {Message._meta.db_table} answer ON answer.id = claimed.message_id
 
 def _claim_returning(run_id: str, worker: str, now: Any) -> dict[str, Any] | None:
     params = {"id": run_id, "now": now, "worker": worker, "running": AgentRun.Status.RUNNING, "queued": AgentRun.Status.QUEUED,
+              "context_messages": settings.NOUS_CONTEXT_MESSAGES,
               "own_transaction": not connection.in_atomic_block}  # never make a caller's transaction asynchronous
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_SQL, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    run = dict(zip(CLAIM_FIELDS, row[: len(CLAIM_FIELDS)], strict=True))
-    for name in JSON_FIELDS:  # Django has psycopg hand jsonb over as text (JSONField decodes it)
+    run = dict(zip((*CLAIM_FIELDS, "history"), row[: len(CLAIM_FIELDS) + 1], strict=True))
+    for name in JSON_FIELDS:  # Django has psycopg hand jsonb and json over as text (JSONField decodes it)
         if isinstance(run[name], str):
             run[name] = json.loads(run[name])
     return run
@@ -123,7 +149,7 @@ def _claim_orm(run_id: str, worker: str, now: Any) -> dict[str, Any] | None:
     )
     if not claimed:
         return None
-    return AgentRun.objects.filter(id=run_id).values(*CLAIM_FIELDS).get()
+    return {**AgentRun.objects.filter(id=run_id).values(*CLAIM_FIELDS).get(), "history": None}
 
 
 def _create_answer_message(run_id: str, conversation_id: Any) -> int:
@@ -144,14 +170,22 @@ def model_history(conversation_id: Any, before_id: int, limit: int | None = None
     reads ("alice: ..."), since several people speak there. A user turn's attachments ride in its
     content (chat.uploads.model_content): one more query, only when some turn has any.
     """
-    rows = list(
-        Message.objects.filter(conversation_id=conversation_id, on_branch=True, id__lt=before_id,
-                               role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+    return history_of(history_rows(conversation_id, before_id, limit), with_names)
+
+
+def history_rows(conversation_id: Any, before_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of `model_history`, newest first (PostgreSQL's claim reads the same in CLAIM_SQL)."""
+    return list(
+        Message.objects.filter(conversation_id=conversation_id, on_branch=True, id__lt=before_id, role__in=HISTORY_ROLES)
         .exclude(content="", role=Message.Role.ASSISTANT)
         .annotate(has_files=Exists(Attachment.objects.filter(message=OuterRef("pk"))))
         .order_by("-id")
         .values("id", "role", "content", "author__username", "has_files")[: limit or settings.NOUS_CONTEXT_MESSAGES]
     )
+
+
+def history_of(rows: list[dict[str, Any]], with_names: bool = False) -> list[dict[str, Any]]:
+    """`model_history` from its rows (newest first)."""
     files = attachments_by_message([r["id"] for r in rows if r["has_files"]])
     history = []
     for r in reversed(rows):
