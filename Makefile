@@ -29,7 +29,7 @@ run: migrate
 
 # Production mode needs REDIS_URL (and DATABASE_URL); see README.md.
 worker: migrate
-	$(VENV)/bin/celery -A nous_site worker --pool threads --concurrency 200 -Q nous-runs --loglevel INFO
+	$(VENV)/bin/celery -A nous_site worker --pool threads --concurrency 4 -Q nous-runs --loglevel INFO
 
 # The periodic commands (cleanup_agents, prune_conversations): one beat process per deployment.
 beat: setup

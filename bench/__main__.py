@@ -52,7 +52,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-rounds", type=int, help="rounds of the first-delta scenario for one sender, half as many for 20 (default 16; quick 10)")
     p.add_argument("--asgi", type=int, default=os.cpu_count() or 2, help="ASGI processes in production mode (one per core)")
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    p.add_argument("--concurrency", type=int, default=300, help="threads per Celery worker")
+    p.add_argument("--concurrency", type=int, default=300, help="runs per Celery worker process at once (NOUS_WORKER_RUNS)")
     p.add_argument("--clients", type=int, default=2, help="client processes")
     p.add_argument("--db-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the servers (default: the app's own default)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -127,7 +127,7 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     os.environ.update(stack.env)
     started = time.time()
     print(f"[{cfg.name}] preparing the database and starting {cfg.asgi_count} {cfg.server} process(es)"
-          + (f", {cfg.workers} Celery worker(s) x {cfg.concurrency} threads" if cfg.mode == "production" else ""), flush=True)
+          + (f", {cfg.workers} Celery worker(s) x {cfg.concurrency} runs" if cfg.mode == "production" else ""), flush=True)
     stack.prepare()
     import django
 

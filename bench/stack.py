@@ -100,7 +100,7 @@ class StackConfig:
     layer: str = "pubsub"  # pubsub | core (production only)
     asgi: int = 2  # ASGI processes (production); the embedded default always has one
     workers: int = 2  # Celery worker processes
-    concurrency: int = 300  # threads per worker
+    concurrency: int = 300  # runs per worker at once (NOUS_WORKER_RUNS)
     base_port: int = 8710
     db_conn_max_age: int | None = None  # None: the app's default
     redis_url: str = "redis://127.0.0.1:6379/5"
@@ -141,6 +141,7 @@ class StackConfig:
             # The fair queue sized to the workers (every thread may hold a run), as a deployment would
             # set it: the load levels measure streaming, not waiting for a slot.
             NOUS_MAX_ACTIVE_RUNS=str(max(1, self.workers) * self.concurrency),
+            NOUS_WORKER_RUNS=str(self.concurrency),
             # The coalescing window stays at 100 ms, so the load levels and the knee measure the
             # pipeline itself (production widens it past NOUS_COALESCE_WIDEN_AT runs per process).
             NOUS_COALESCE_MAX_WIDEN="1",
@@ -248,7 +249,7 @@ class Stack:
         log_path = VAR / f"{self.cfg.name}-worker{i}.log"
         log_path.write_bytes(b"")
         self.workers[i] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nous_site", "worker", "--pool", "threads", "--concurrency", str(self.cfg.concurrency),
+            [sys.executable, "-m", "celery", "-A", "nous_site", "worker", "--pool", "threads", "--concurrency", "4",
              "-Q", "nous-runs", "--hostname", f"bench-w{i}-{time.monotonic_ns()}@%h", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=self.env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, preexec_fn=_limits,

@@ -1,20 +1,18 @@
-"""Celery tasks. Runs are acknowledged early (see CELERY_TASK_ACKS_LATE in settings): never re-run."""
+"""Celery tasks: the periodic commands. Runs are not tasks: the workers take them from a Redis list (chat.runs.handover)."""
 
 import io
 import logging
 
+import redis
 from celery import shared_task
 from django.conf import settings
 from django.core.management import call_command
 
-from chat.runs.executor import execute_run
-from chat.runs.worker_loop import run_in_worker_loop
-
 
 @shared_task(name="chat.execute_run", ignore_result=True)
 def execute_run_task(run_id: str) -> None:
-    """Execute one run on the worker process's shared event loop; this pool thread just waits."""
-    run_in_worker_loop(execute_run, run_id)
+    """A run handed over as a task by an older version of this code: handed over as runs are now."""
+    redis.Redis.from_url(settings.REDIS_URL).rpush(settings.NOUS_RUN_HANDOVER_KEY, run_id)
 
 
 log = logging.getLogger("nous.ops")

@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nous_site.settings")
 app = Celery("nous_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Each worker process takes the runs handed over to it (chat/runs/handover.py).
+app.steps["worker"].add("chat.runs.handover:RunTakerStep")
 
 
 @worker_ready.connect

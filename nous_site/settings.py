@@ -361,6 +361,10 @@ NOUS_MAX_QUEUED_RUNS = envint("NOUS_MAX_QUEUED_RUNS", 1000, min=0)
 # comes back after NOUS_RUN_SLOT_TTL_SECS; a run handed over gets NOUS_RUN_SLOT_CLAIM_SECS to be claimed.
 NOUS_RUN_SLOT_TTL_SECS = envfloat("NOUS_RUN_SLOT_TTL_SECS", 15.0, above=0)
 NOUS_RUN_SLOT_CLAIM_SECS = envfloat("NOUS_RUN_SLOT_CLAIM_SECS", 60.0, above=0)
+# Production: admitted runs go to the Celery workers through this Redis list (chat/runs/handover.py),
+# and each worker process executes at most NOUS_WORKER_RUNS at once, on its one run loop.
+NOUS_RUN_HANDOVER_KEY = os.getenv("NOUS_RUN_HANDOVER_KEY", "nous:runs:handover")
+NOUS_WORKER_RUNS = envint("NOUS_WORKER_RUNS", 200, min=1)
 NOUS_WATCHDOG_INTERVAL_SECS = envfloat("NOUS_WATCHDOG_INTERVAL_SECS", 15.0, min=0)  # 0: off
 NOUS_REPLAY_TTL_SECS = envint("NOUS_REPLAY_TTL_SECS", 600, min=1)
 # Threads (and so database connections) per process for database calls from async code (chat/db.py).

@@ -182,7 +182,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         skip_or_fail("production-mode tests need DATABASE_URL on PostgreSQL (the worker is another process)")
     import redis
 
-    redis.Redis.from_url(settings.REDIS_URL).delete(settings.CELERY_TASK_DEFAULT_QUEUE)  # no tasks of an old run
+    # No runs or tasks of an earlier session's run left to take.
+    redis.Redis.from_url(settings.REDIS_URL).delete(settings.NOUS_RUN_HANDOVER_KEY, settings.CELERY_TASK_DEFAULT_QUEUE)
     worker = CeleryWorker(settings.DATABASES["default"]["NAME"], tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
     yield worker

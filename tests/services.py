@@ -45,7 +45,7 @@ class CeleryWorker:
         log = open(self.log_path, "ab")
         hostname = f"test-worker-{os.getpid()}-{time.monotonic_ns()}@%h"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nous_site", "worker", "--pool", "threads", "--concurrency", "20",
+            [sys.executable, "-m", "celery", "-A", "nous_site", "worker", "--pool", "threads", "--concurrency", "2",
              "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", hostname, "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from functools import cache
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 
@@ -30,21 +29,22 @@ class InProcessExecutor:
         task.add_done_callback(self.tasks.discard)
 
 
-class CeleryExecutor:
-    """Production: each run is a Celery task on a worker with a thread pool."""
+class WorkerExecutor:
+    """Production: each run goes to a Celery worker process, onto its run loop (chat.runs.handover)."""
 
     async def submit(self, run_id: str) -> None:
-        """Queue the run for a worker. It holds a slot of the fair queue (chat.runs.slots), so
-        no run waits ahead of it as long as the workers' threads outnumber NOUS_MAX_ACTIVE_RUNS."""
-        from chat.tasks import execute_run_task
+        """Hand the run to the next worker with room. It holds a slot of the fair queue
+        (chat.runs.slots), so no run waits ahead of it as long as the workers' NOUS_WORKER_RUNS
+        add up to at least NOUS_MAX_ACTIVE_RUNS."""
+        from chat.runs.handover import hand_over
 
-        await sync_to_async(execute_run_task.delay, thread_sensitive=False)(run_id)
+        await hand_over(run_id)
 
 
 @cache
-def run_executor() -> InProcessExecutor | CeleryExecutor:
+def run_executor() -> InProcessExecutor | WorkerExecutor:
     """The executor of this process's mode."""
-    return CeleryExecutor() if settings.REDIS_URL else InProcessExecutor()
+    return WorkerExecutor() if settings.REDIS_URL else InProcessExecutor()
 
 
 async def stop_run(run_id: str, by: str = "") -> bool:
