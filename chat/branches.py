@@ -76,17 +76,25 @@ def lock_conversation(conversation_id: Any) -> None:
     list(Conversation.objects.select_for_update().filter(id=conversation_id).values_list("id", flat=True))
 
 
-def attach_to_leaf(conversation_id: Any, message: Message) -> None:
-    """Put a just sent `message` under the end of the selected branch (conversation locked): one
-    statement, since a send is on the path to the first token."""
+def attach_sql(conversation_id: Any, client_id: str) -> tuple[str, list[Any]]:
+    """The statement that puts the message just sent as `client_id` under the end of the selected
+    branch, `RETURNING parent_id`: run it with the conversation locked (one statement, since a send
+    is on the path to the first token)."""
     table = Message._meta.db_table
     roles = tuple(str(role) for role in NODE_ROLES)
     marks = ", ".join(["%s"] * len(roles))
+    conversation = Message._meta.get_field("conversation").get_db_prep_value(conversation_id, connection)
+    sql = (f"UPDATE {table} AS sent SET parent_id = (SELECT leaf.id FROM {table} AS leaf WHERE leaf.conversation_id = %s"
+           f" AND leaf.on_branch AND leaf.role IN ({marks}) AND leaf.id < sent.id ORDER BY leaf.id DESC LIMIT 1)"
+           " WHERE sent.conversation_id = %s AND sent.client_id = %s RETURNING parent_id")
+    return sql, [conversation, *roles, conversation, client_id]
+
+
+def attach_to_leaf(conversation_id: Any, message: Message) -> None:
+    """Put a just sent `message` under the end of the selected branch (conversation locked)."""
+    sql, params = attach_sql(conversation_id, message.client_id)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET parent_id = (SELECT id FROM {table} WHERE conversation_id = %s AND on_branch"
-            f" AND role IN ({marks}) AND id < %s ORDER BY id DESC LIMIT 1) WHERE id = %s RETURNING parent_id",
-            [Message._meta.get_field("conversation").get_db_prep_value(conversation_id, connection), *roles, message.id, message.id])
+        cursor.execute(sql, params)
         message.parent_id = cursor.fetchone()[0]
 
 

@@ -89,15 +89,13 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     """
     try:
         if connection.vendor == "postgresql" and not attachment_ids:
-            # The same rows in one statement, then the message under the branch's end (the statement
-            # locked the conversation's row: no branch switch comes between). On the path to the first token.
+            # The same rows and the message under the branch's end, in one round trip and one commit
+            # (chat.runs.store_sql). On the path to the first token.
             message = _user_message(conversation, user, content, client_id)
             run_id = uuid.uuid4()
             answer = _answer_message(conversation.id, run_id)
             run = _run(run_id, conversation.id, message, answer, RunSnapshot(model=""))
-            with transaction.atomic():
-                titled = store_sql.store_send(message, answer, run, _title_from(content))
-                branches.attach_to_leaf(conversation.id, message)
+            titled = store_sql.store_send(message, answer, run, _title_from(content))
             message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
         else:
             with transaction.atomic():

@@ -1,10 +1,15 @@
-"""PostgreSQL: a chat's send stored in one statement (one round trip, one commit).
+"""PostgreSQL: a chat's send stored in one round trip and one commit.
 
 The rows are the ones `chat.runs.queueing` builds (so their defaults and any field added there come
-along); Django compiles each INSERT, and one `WITH` joins them: the user's message, the answer's
-message, the run (its snapshot read from the conversation in the same statement) and the
-conversation's `updated_at` and title. The constraints act as in the ORM path: the partial unique
-index on active runs fails the whole statement (`Busy`), `(conversation, client_id)` a resend.
+along); Django compiles each INSERT (once per shape of row, then cached), and one `WITH` joins
+them: the user's message, the answer's message, the run (its snapshot read from the conversation
+in the same statement) and the conversation's `updated_at` and title, which locks the
+conversation's row. A second statement in the same query string puts the message under the end of
+the selected branch (`chat.branches.attach_sql`): it reads the branch with its own snapshot, taken
+once the lock is held, so no branch switch comes between. Sent together without parameters bound
+by the server, the two statements run as one implicit transaction (committed once, or not at all).
+The constraints act as in the ORM path: the partial unique index on active runs fails the whole of
+it (`Busy`), `(conversation, client_id)` a resend.
 """
 
 from __future__ import annotations
@@ -17,18 +22,36 @@ from django.db import connection, models, transaction
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery
 
+from chat import branches
 from chat.models import AgentRun, Conversation, Message
+
+# (model, RETURNING, each field's expression SQL or None for a plain value) -> the INSERT's SQL
+_COMPILED: dict[tuple[Any, ...], str] = {}
 
 
 def insert_sql(obj: models.Model, returning: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """The INSERT Django would run to save `obj` (pre_save and defaults applied), with RETURNING."""
+    """The INSERT Django would run to save `obj` (pre_save and defaults applied), with RETURNING.
+
+    Compiling it costs more CPU than running it, so the SQL of each shape (which fields hold an
+    expression, and which) is compiled once; the plain values are prepared as Django prepares them.
+    """
     meta = obj._meta
     fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field or obj.pk is not None]
+    values = [field.pre_save(obj, True) for field in fields]
+    # Cached only for plain values and parameterless RawSQL (whose SQL is then part of the shape).
+    expressions = [v for v in values if hasattr(v, "resolve_expression")]
+    cacheable = all(isinstance(v, RawSQL) and not v.params for v in expressions)
+    shape = (type(obj), returning, tuple(v.sql if isinstance(v, RawSQL) else None for v in values))
+    if cacheable and shape in _COMPILED:
+        return _COMPILED[shape], [field.get_db_prep_save(value, connection)
+                                  for field, value in zip(fields, values, strict=True) if not isinstance(value, RawSQL)]
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(connection=connection)
     compiler.returning_fields = [meta.get_field(name) for name in returning]
     [(sql, params)] = compiler.as_sql()
+    if cacheable:
+        _COMPILED[shape] = sql
     return sql, list(params)
 
 
@@ -72,17 +95,19 @@ def store_send(message: Message, answer: Message, run: AgentRun, title: str) -> 
            "r.fallback_models, s.title "
            "FROM inserted_run r, snapshot s")
     conversation_id = message.conversation_id
-    params = [conversation_id, *message_params, *answer_params, *run_params, message.created_at, title, conversation_id]
-    # In a caller's transaction (a send puts the message under its branch next), no savepoint: a
-    # failure rolls the whole of it back.
-    with transaction.atomic(savepoint=False) if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    attach, attach_params = branches.attach_sql(conversation_id, message.client_id)
+    params = [conversation_id, *message_params, *answer_params, *run_params, message.created_at, title, conversation_id,
+              *attach_params]
+    # In a caller's transaction (tests), a savepoint, so a refused send leaves the caller's usable.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(f"{sql}; {attach}", params)
         row = cursor.fetchone()
-    if row is None:
-        raise Conversation.DoesNotExist("the conversation is gone")
+        if row is None:
+            raise Conversation.DoesNotExist("the conversation is gone")
+        cursor.nextset()
+        (parent_id,) = cursor.fetchone()
     message.id, answer.id = row[0], row[1]
-    answer.parent_id = message.id
+    message.parent_id, answer.parent_id = parent_id, message.id
     run.trigger_message_id, run.message_id, run.model, run.instructions = row[:4]
     run.model_settings, run.approval_tools, run.fallback_models = (json.loads(v) if isinstance(v, str) else v for v in row[4:7])
     return not row[7]
-
