@@ -122,7 +122,7 @@ class Agent:
                 yield RunError(error, output + text)
                 return
             except Exception as error:  # a bug in a provider must still end the run cleanly
-                log.exception("model %s crashed", self.model.name)
+                log.exception("model %s crashed", chain.label)  # the current link: may be a fallback
                 yield RunError(ProviderError("internal", f"{type(error).__name__}: {error}"), output + text)
                 return
             output += text
@@ -166,7 +166,7 @@ class Agent:
                     # Waiting less than the provider asked would be refused again; say when to come back.
                     raise
                 delay = self.retry.delay(attempt, error.retry_after)
-                log.info("%s: %s, retry %d in %.2f s", model.provider, error, attempt, delay)
+                log.info("%s: %s, retry %d in %.2f s", model_label(model), error, attempt, delay)
                 yield Retrying(attempt, error.code, delay)
                 await self._sleep(delay)
                 continue
