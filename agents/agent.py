@@ -110,8 +110,7 @@ class Agent:
                         text += event.text
                         yield event
                     elif isinstance(event, ToolCall):
-                        tool = self.tools.get(event.name)
-                        event = dataclasses.replace(event, needs_approval=bool(tool and tool.needs_approval))
+                        event = self.marked(event)
                         calls.append(event)
                         yield event
                     elif isinstance(event, ResponseEnd):
@@ -122,7 +121,7 @@ class Agent:
                 yield RunError(error, output + text)
                 return
             except Exception as error:  # a bug in a provider must still end the run cleanly
-                log.exception("model %s crashed", self.model.name)
+                log.exception("model %s crashed", chain.label)  # the current link: may be a fallback
                 yield RunError(ProviderError("internal", f"{type(error).__name__}: {error}"), output + text)
                 return
             output += text
@@ -139,7 +138,7 @@ class Agent:
                 yield RunError(ProviderError("tool_loop", message), output)
                 return
             for call in calls:
-                result = await self._call_tool(call)
+                result = await self.call_tool(call)
                 yield result
                 tool_message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.result, "is_error": result.is_error}
                 messages.append(tool_message)
@@ -166,7 +165,7 @@ class Agent:
                     # Waiting less than the provider asked would be refused again; say when to come back.
                     raise
                 delay = self.retry.delay(attempt, error.retry_after)
-                log.info("%s: %s, retry %d in %.2f s", model.provider, error, attempt, delay)
+                log.info("%s: %s, retry %d in %.2f s", model_label(model), error, attempt, delay)
                 yield Retrying(attempt, error.code, delay)
                 await self._sleep(delay)
                 continue
@@ -178,18 +177,29 @@ class Agent:
             await breaker.record_success(trial)
             return
 
-    async def _call_tool(self, call: ToolCall) -> ToolResult:
+    def marked(self, call: ToolCall) -> ToolCall:
+        """`call` with `needs_approval` set from its tool, as the run loop yields it."""
+        tool = self.tools.get(call.name)
+        return dataclasses.replace(call, needs_approval=bool(tool and tool.needs_approval))
+
+    async def call_tool(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
+        """Make one tool call as the run loop does and return what the model is told.
+
+        An unknown tool, arguments that are not a JSON object or do not fit, a rejection and a tool
+        that raises each become an error result. A sensitive tool asks the approver first, unless
+        `approved`: a human already said yes to this very call (a run going on after a pause).
+        """
         tool = self.tools.get(call.name)
         if tool is None:
             return ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", is_error=True)
         if call.invalid_arguments is not None:
             text = f"The arguments of {call.name!r} are not a JSON object: {call.invalid_arguments[:200]!r}; the tool did not run"
             return ToolResult(call.id, call.name, text, is_error=True)
-        if tool.needs_approval:
+        if tool.needs_approval and not approved:
             if self.approver is None:
                 return ToolResult(call.id, call.name, "Rejected: no one can approve this tool here", is_error=True)
-            approved, reason = await self.approver(call)
-            if not approved:
+            said_yes, reason = await self.approver(call)
+            if not said_yes:
                 return ToolResult(call.id, call.name, f"Rejected by the user{': ' + reason if reason else ''}", is_error=True)
         try:
             return ToolResult(call.id, call.name, await tool.call(call.arguments))

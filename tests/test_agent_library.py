@@ -98,6 +98,23 @@ async def test_a_sensitive_tool_waits_for_approval_and_can_be_rejected():
     assert isinstance(events[-1], Finished)
 
 
+async def test_a_call_already_approved_runs_without_asking_the_approver_again():
+    # A run that went on after a pause makes the approved call itself, through the agent's own path.
+    @tool(needs_approval=True)
+    def delete_everything() -> str:
+        return "deleted"
+
+    async def never(call: ToolCall):
+        raise AssertionError("already approved")
+
+    agent = Agent("test:", tools=[delete_everything], approver=never)
+    call = agent.marked(ToolCall("call-1", "delete_everything", {}))
+    assert call.needs_approval
+    assert await agent.call_tool(call, approved=True) == ToolResult("call-1", "delete_everything", "deleted")
+    unknown = await agent.call_tool(ToolCall("call-2", "nothing_such", {}), approved=True)
+    assert unknown.is_error and "Unknown tool" in unknown.result
+
+
 async def test_retryable_errors_are_retried_with_backoff_before_any_text():
     sleeps = []
 

@@ -88,6 +88,26 @@ async def test_a_second_decision_someone_elses_and_an_unknown_call_are_refused(a
     await a.recv_until("run.completed", timeout=20)
 
 
+async def test_each_sensitive_call_of_one_turn_waits_for_its_own_decision(alice, sockets):
+    # One response calls both tools: the run pauses on the first, goes on after its decision with
+    # the second still undecided, so it pauses again before anything of the answer is written.
+    both = await Conversation.objects.acreate(owner=alice, model="test:tools=calculator+current_datetime,tps=200,words=12",
+                                              approval_tools=["calculator", "current_datetime"])
+    socket = await sockets.open(alice, both)
+    await socket.send(send_frame("what is 6 * 7"))
+    first, _ = await socket.recv_until("run.approval_required")
+    assert first["tool_call"]["name"] == "calculator"
+    await socket.send({"type": "tool.decide", "tool_call_id": first["tool_call"]["id"], "approved": False, "reason": "no"})
+    second, seen = await socket.recv_until("run.approval_required")
+    assert second["tool_call"]["name"] == "current_datetime" and second["tool_call"]["needs_approval"] is True
+    assert [f["result"] for f in seen if f["type"] == "run.tool_result"] == ["Rejected by the user: no"]
+    await socket.send({"type": "tool.decide", "tool_call_id": second["tool_call"]["id"], "approved": True})
+    result, _ = await socket.recv_until("run.tool_result")
+    assert result["tool_call_id"] == second["tool_call"]["id"] and not result["is_error"]
+    completed, _ = await socket.recv_until("run.completed", timeout=20)
+    assert deltas_text(socket.frames) == completed["message"]["content"]
+
+
 async def test_a_reload_while_pending_shows_the_call_again(alice, guarded, sockets):
     socket = await sockets.open(alice, guarded)
     await socket.send(send_frame("what is 6 * 7"))

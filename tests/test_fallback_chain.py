@@ -5,6 +5,7 @@ import pytest
 from agents import Agent, CircuitBreaker, ContextTrimmed, Finished, ModelFallback, ProviderError, RetryPolicy, RunError, TextDelta
 from agents.context import fit_messages, message_tokens
 from agents.errors import AgentConfigError
+from agents.models.test import TestModel
 from agents.windows import context_window, parse_windows
 
 
@@ -100,6 +101,25 @@ async def test_a_run_that_streamed_text_before_a_pause_never_switches():
     agent = Agent("test:fail=provider_error,tps=0", fallback=["test:tps=0"])
     events = await collect(agent, text_streamed=True)
     assert isinstance(events[-1], RunError) and not any(isinstance(e, ModelFallback) for e in events)
+
+
+class CrashingModel(TestModel):
+    """A model whose provider code has a bug: it raises something that is not a `ProviderError`."""
+
+    __test__ = False
+
+    async def stream(self, request):
+        raise RuntimeError("bug in the provider")
+        yield  # an async generator, as every model's stream is
+
+
+async def test_a_crash_is_logged_under_the_model_that_crashed_not_the_first(caplog):
+    agent = Agent("test:fail=provider_error,tps=0", fallback=[CrashingModel(name="crasher")])
+    with caplog.at_level("ERROR", logger="nous.agents"):
+        events = await collect(agent)
+    assert isinstance(events[-1], RunError) and events[-1].error.code == "internal"
+    # The first model only refused; the operator must look at the fallback that crashed.
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == ["model test:crasher crashed"]
 
 
 def test_trimming_keeps_the_newest_turn_and_leaves_out_whole_turns_from_the_oldest():

@@ -160,23 +160,16 @@ class RunExecution:
         raise PauseForApproval(call)
 
     async def _resolve_pending(self, agent: Agent) -> None:
-        """The calls the paused turn still had: decided ones get their answer, the rest run (or wait)."""
+        """The calls the paused turn still had, made as the agent makes them: an approved one runs,
+        a rejected (or expired) one is told so, an undecided one pauses the run again (`_approve`)."""
         for pending in self.claimed.paused_state.get("pending", []):  # type: ignore[union-attr]
-            tool = agent.tools.get(pending["name"])
-            call = ToolCall(pending["id"], pending["name"], pending["arguments"], bool(tool and tool.needs_approval))
+            call = agent.marked(ToolCall(pending["id"], pending["name"], pending["arguments"]))
             self.calls[call.id] = call
             decision = await db_call(approvals.decision_of)(self.run_id, call)
-            if tool is not None and tool.needs_approval and decision is None:
-                await self._approve(call)  # still undecided (a second call of the same turn): pause again
-            if decision is not None and decision.status != decision.Status.APPROVED:
-                result = ToolResult(call.id, call.name, approvals.result_of(decision), is_error=True)
-            elif tool is None:
-                result = ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", is_error=True)
+            if decision is None or decision.status == decision.Status.APPROVED:
+                result = await agent.call_tool(call, approved=decision is not None)
             else:
-                try:
-                    result = ToolResult(call.id, call.name, await tool.call(call.arguments))
-                except Exception as error:  # as the agent does: the model is told
-                    result = ToolResult(call.id, call.name, f"The tool raised {type(error).__name__}: {error}", is_error=True)
+                result = ToolResult(call.id, call.name, approvals.result_of(decision), is_error=True)
             await self._on_result(call, result)
 
     async def _publish_numbered(self, frame: dict[str, Any]) -> None:

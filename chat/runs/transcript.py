@@ -12,7 +12,9 @@ class Transcript:
     def __init__(self, state: dict[str, Any] | None = None) -> None:
         self.messages: list[dict[str, Any]] = list((state or {}).get("messages", []))
         self.text = ""
-        self.calls: list[dict[str, Any]] = []
+        # A resumed run's last turn is in `messages` already; its calls still without a result stay
+        # pending, so that pausing again on one of them keeps the ones after it.
+        self.calls: list[dict[str, Any]] = list((state or {}).get("pending", []))
         self.answered: set[str] = set()  # calls of the last turn that have a result
         self.closed = True  # the last turn is in `messages`
 
