@@ -2,7 +2,8 @@
 that collects its problems, logging in, reading a message bubble, and a scripted socket server.
 
 A browser test module imports the fixture `close_thread_connections` (autouse: it applies to
-every test of the module that imports it) along with the helpers it uses.
+every test of the module that imports it) along with the helpers it uses, and `browser_page`
+(the fixture `page`) if its tests take a page; it loads `pytest_plugins = ["tests.live_server"]`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ async def launch():
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture(name="page")
+async def browser_page(live_uvicorn):
+    """`page`: a fresh Chromium page on the live server (tests.live_server); uncaught errors and
+    dialogs collect in `page.problems`. Imported as `browser_page`, so a test's `page` argument
+    does not shadow the import."""
+    async with launch() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 820}, base_url=live_uvicorn.url)
+        page = watch(await context.new_page())
+        try:
+            yield page
+        finally:
+            await context.close()
 
 
 def watch(page, accept_dialogs: bool = False):

@@ -18,12 +18,11 @@ from asgiref.sync import sync_to_async
 from chat.models import Conversation, Message
 from tests.browser_support import (
     assert_grows,
+    browser_page,  # noqa: F401 (the fixture `page`)
     close_thread_connections,  # noqa: F401 (a fixture)
-    launch,
     log_in,
     text_of,
     wait_for_text,
-    watch,
 )
 
 pytest_plugins = ["tests.live_server"]
@@ -32,18 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 MODEL = "test:tps=15,words=300"
 SCREENSHOT = Path("/tmp/nous-chat.png")
 XSS = "Please render **bold words** and `inline code` but not this: <img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-async def page(live_uvicorn):
-    """A fresh Chromium page on the live server; uncaught errors and dialogs collect in `page.problems`."""
-    async with launch() as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 820}, base_url=live_uvicorn.url)
-        page = watch(await context.new_page())
-        try:
-            yield page
-        finally:
-            await context.close()
 
 
 @sync_to_async

@@ -11,25 +11,13 @@ from asgiref.sync import sync_to_async
 from chat.models import Attachment, Conversation, Message
 from tests.attachment_files import ELF, png
 from tests.browser_support import (
+    browser_page,  # noqa: F401 (the fixture `page`)
     close_thread_connections,  # noqa: F401 (a fixture)
-    launch,
     log_in,
-    watch,
 )
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
-
-
-@pytest.fixture
-async def page(live_uvicorn):
-    async with launch() as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 820}, base_url=live_uvicorn.url)
-        page = watch(await context.new_page())
-        try:
-            yield page
-        finally:
-            await context.close()
 
 
 @sync_to_async

@@ -6,10 +6,9 @@ import pytest
 
 from chat.models import Conversation, Message
 from tests.browser_support import (
+    browser_page,  # noqa: F401 (the fixture `page`)
     close_thread_connections,  # noqa: F401 (a fixture)
-    launch,
     log_in,
-    watch,
 )
 
 pytest_plugins = ["tests.live_server"]
@@ -17,17 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 
 FAILING = "test:fail=provider_error,window=800"
 FALLBACK = "test:words=12,tps=40,window=800"
-
-
-@pytest.fixture
-async def page(live_uvicorn):
-    async with launch() as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 820}, base_url=live_uvicorn.url)
-        page = watch(await context.new_page())
-        try:
-            yield page
-        finally:
-            await context.close()
 
 
 async def test_the_page_says_which_model_answered_and_what_was_left_out(page, alice):

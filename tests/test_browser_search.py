@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from chat.models import Conversation, Message
-from tests.browser_support import close_thread_connections, log_in  # noqa: F401 (a fixture)
-from tests.test_browser import page  # noqa: F401 (a fixture)
+from tests.browser_support import browser_page, close_thread_connections, log_in  # noqa: F401 (fixtures)
 
 pytest_plugins = ["tests.live_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
 
-async def test_a_result_opens_its_message_scrolled_to_and_highlighted(page, alice):  # noqa: F811
+async def test_a_result_opens_its_message_scrolled_to_and_highlighted(page, alice):
     from playwright.async_api import expect
 
     conversation = await Conversation.objects.acreate(owner=alice, model="test:tps=200,words=10", title="A long one")

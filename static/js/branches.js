@@ -9,7 +9,8 @@
  * The page calls `decorate(record)` whenever a bubble's message changes, `setBusy(busy)` when a
  * run starts or ends (the controls are disabled meanwhile), `switched(frame)` on `branch.switched`
  * (true: it answered our own regenerate or edit, so a run follows), `handleError(frame)` first in
- * its `error` handler (true: a refusal of one of ours), and `regenerate(id)` for Retry.
+ * its `error` handler (true: a refusal of one of ours), `showsAnotherBranch(messages)` on a
+ * reconnect's session.ready, and `regenerate(id)` for Retry.
  * Server text goes in by textContent only.
  */
 (function (root) {
@@ -84,6 +85,18 @@
         bar.querySelector(".branch-prev").disabled = busy || label[0] === "1";
         bar.querySelector(".branch-next").disabled = busy || label[0] === label[1];
       }
+    });
+  };
+
+  /* After a reconnect (`messages`: session.ready's page): does the list show messages of a branch
+   * another tab has switched away from? Then the page starts its list again. */
+  NousBranches.prototype.showsAnotherBranch = function (messages) {
+    if (!messages.length) return false;
+    var ids = {}, first = Number(messages[0].id);
+    messages.forEach(function (m) { ids[m.id] = true; });
+    return Array.prototype.some.call(this.list.querySelectorAll(".message[data-id]"), function (el) {
+      var id = el.dataset.id;
+      return /^\d+$/.test(id) && Number(id) >= first && !ids[id];
     });
   };
 

@@ -1,5 +1,6 @@
-/* Nous Chat: the helpers the chat page, the room page and the approval cards share
- * (static/js/chat.js, static/js/rooms.js, static/js/approvals.js). Load it before them.
+/* Nous Chat: the small helpers the chat page, the room page and their parts share (bubbles,
+ * drawing, the counter, the status line, the stall watcher); what the two pages do alike on top of
+ * them is static/js/message_page.js. Load it before the scripts that use it.
  *
  * Exported as `NousPage` (and as a CommonJS module under `node --test`). Server text goes in by
  * textContent (or static/js/markdown.js) only, never through innerHTML.
@@ -78,6 +79,28 @@
     record.badge.className = "badge badge-" + (m.status || "complete");
     record.time.textContent = formatTime(m.created_at);
     if (m.created_at) record.time.setAttribute("datetime", m.created_at);
+  }
+
+  /* Copy a server message (or a partial one for a placeholder) onto a record: what every page
+   * shows alike (ids, role, status, badge, time, text) and the record's place in `state.records`
+   * and `state.runs`. Returns the merged message; the page draws the rest. */
+  function takeMessage(state, record, message) {
+    var m = record.message = Object.assign({}, record.message, message);
+    if (m.id) {
+      record.el.dataset.id = m.id;
+      state.records[m.id] = record;
+    }
+    if (m.run_id) {
+      record.runId = m.run_id;
+      record.el.dataset.runId = m.run_id;
+      if (m.role === "assistant") state.runs[m.run_id] = record;
+    }
+    record.el.dataset.role = m.role || "assistant";
+    record.el.dataset.status = m.status || "complete";
+    if (m.client_id) record.el.dataset.clientId = m.client_id;
+    showBadgeAndTime(record, m);
+    if (typeof message.content === "string") record.text = message.content;
+    return m;
   }
 
   /* A bubble's text: markdown, or plain text for an error. */
@@ -161,55 +184,6 @@
     return { upsert: upsert, runRecord: runRecord, oldestId: oldestId };
   }
 
-  /* The frames of a run that every page takes alike. `p` gives the page's `state` (`activeRun`,
-   * `runs`), `runRecord(run_id)`, `applyMessage(record, message)`, `drawSoon(record)`,
-   * `setActiveRun(run)` and `handlers()` (its frame handlers, for the events of a run resumed). */
-  function runFrames(p) {
-    var state = p.state;
-    return {
-      /* session.ready's `active_run` (or null): the run watched before may have ended meanwhile;
-       * the one going on shows what it streamed so far, and its tool frames go through the same
-       * handlers as the live ones. */
-      sync: function (active) {
-        if (state.activeRun && (!active || active.run_id !== state.activeRun.run_id)) {
-          // The run we watched ended while we were away; the page of messages has its final text.
-          var gone = state.runs[state.activeRun.run_id];
-          if (gone) gone.streamed = null;
-          p.setActiveRun(null);
-        }
-        if (!active) return;
-        var record = p.runRecord(active.run_id);
-        record.text = active.content || "";
-        record.streamed = record.text;
-        p.applyMessage(record, { status: "streaming" });
-        queuedNote(record, 0);
-        p.setActiveRun({ run_id: active.run_id, status: active.status });
-        var handlers = p.handlers();
-        (active.events || []).forEach(function (event) {
-          var handle = handlers[event.type];
-          if (handle && event.type !== "session.ready") handle(event);
-        });
-      },
-
-      started: function (frame) {
-        var record = p.runRecord(frame.run_id);
-        queuedNote(record, 0);
-        if (record.streamed === null) record.streamed = record.text;
-        p.setActiveRun({ run_id: frame.run_id, status: "running" });
-      },
-
-      delta: function (frame) {
-        var record = p.runRecord(frame.run_id);
-        if (record.message.status !== "streaming") return;  // a late delta after the end
-        record.text += frame.text;
-        record.streamed = (record.streamed || "") + frame.text;
-        queuedNote(record, 0);
-        if (!state.activeRun) p.setActiveRun({ run_id: frame.run_id, status: "running" });
-        p.drawSoon(record);
-      },
-    };
-  }
-
   // --- composer ------------------------------------------------------------------------------
 
   /* "1,234 / 1,500" under the composer from 80 % of the limit on; class `over` past it. */
@@ -276,7 +250,7 @@
 
   var api = {
     uuid: uuid, make: make, formatTime: formatTime, failureText: failureText, number: number,
-    bubble: bubble, messageList: messageList, runFrames: runFrames, showBadgeAndTime: showBadgeAndTime, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
+    bubble: bubble, messageList: messageList, showBadgeAndTime: showBadgeAndTime, takeMessage: takeMessage, draw: draw, frameDrawer: frameDrawer, queuedNote: queuedNote,
     updateCounter: updateCounter, autoGrow: autoGrow,
     statusText: statusText, stallWatcher: stallWatcher, wirePage: wirePage,
     STALL_MS: STALL_MS,

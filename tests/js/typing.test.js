@@ -1,10 +1,10 @@
-// The room page's pure logic: `node --test tests/js/` (no npm install; run by tests/test_room_pages.py).
+// The room page's typing logic (static/js/typing.js): `node --test tests/js/` (no npm install; run by tests/test_room_pages.py).
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const path = require("node:path");
 
-const { typingLine, TypingSender } = require(path.join(__dirname, "..", "..", "static", "js", "rooms.js"));
+const { typingLine, TypingSender } = require(path.join(__dirname, "..", "..", "static", "js", "typing.js"));
 
 test("the typing line names at most two and never me", () => {
   assert.equal(typingLine([], "me"), "");
