@@ -16,7 +16,7 @@ from functools import cache
 
 from django.conf import settings
 
-from chat.runs.redis_client import redis_client
+from chat.runs.redis_client import LuaScript, redis_client
 
 log = logging.getLogger("nous.chat")
 
@@ -61,7 +61,7 @@ class MemoryLeases:
 
 class RedisLeases:
     # Add only while under the limit, in one round trip and atomically across processes.
-    ADD = """
+    ADD = LuaScript("""
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
     local limit = tonumber(ARGV[4])
     if limit >= 0 and redis.call('ZSCORE', KEYS[1], ARGV[3]) == false and redis.call('ZCARD', KEYS[1]) >= limit then
@@ -72,12 +72,11 @@ class RedisLeases:
     redis.call('INCR', KEYS[2])
     redis.call('EXPIRE', KEYS[2], ARGV[5])
     return 1
-    """
+    """)
 
     async def add(self, key: str, member: str, limit: int | None = None) -> bool:
         now, ttl = time.time(), settings.NOUS_PRESENCE_TTL_SECS
-        added = await redis_client().eval(self.ADD, 2, key, f"{key}:v", now, now + ttl, member,
-                                          -1 if limit is None else limit, int(ttl * 4) + 1)
+        added = await self.ADD([key, f"{key}:v"], now, now + ttl, member, -1 if limit is None else limit, int(ttl * 4) + 1)
         return bool(added)
 
     async def remove(self, key: str, member: str) -> None:

@@ -14,6 +14,7 @@ from hypothesis import settings as hypothesis_settings
 import agents.models.base
 from agents.breaker import reset_breakers
 from chat.db import close_database_threads
+from chat.pg import close_loop_connections
 from chat.protocol import check_frame
 
 # No test may reach a real provider: only loopback base URLs are allowed.
@@ -39,6 +40,7 @@ def database_threads_closed_at_the_end(django_db_setup, django_db_blocker):
     to drop the test database at the end."""
     yield
     close_database_threads()
+    close_loop_connections()
     if connection.vendor == "postgresql":
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

@@ -268,3 +268,20 @@ async def test_one_checkpoint_saves_the_partial_texts_of_many_runs_and_never_a_f
     assert must_stop == {ended.run_id}
     assert (await Message.objects.aget(id=live.message_id)).content == "partial one"
     assert (await Message.objects.aget(id=ended.message_id)).content == "the final text"
+
+
+async def test_every_tab_sees_the_message_before_anything_of_its_answer(alice, conversation, sockets):
+    sender = await sockets.open(alice, conversation)
+    other = await sockets.open(alice, conversation)
+    frame = send_frame("in order, please")
+    await sender.send(frame)
+    for socket in (sender, other):
+        completed, before = await socket.recv_until("run.completed")
+        types = [f["type"] for f in before]
+        # message.created (the sender's own, once), then the run: queued, started, its deltas.
+        assert types.count("message.created") == 1, types
+        created = before[types.index("message.created")]
+        assert created["message"]["client_id"] == frame["client_id"] and created["message"]["role"] == "user"
+        first_delta = types.index("run.delta")
+        assert types.index("message.created") < types.index("run.queued") < types.index("run.started") < first_delta, types
+        assert deltas_text(before) == completed["message"]["content"]

@@ -110,6 +110,31 @@ async def test_runs_beyond_the_limit_wait_in_round_robin_and_are_told_as_they_mo
     assert (await slots().snapshot()) == ([], [])
 
 
+async def test_a_waiting_runs_message_reaches_every_tab_and_it_is_handed_over_only_at_its_turn(
+        alice, charlie, sockets, one_slot):
+    blocker = await sockets.open(charlie, await chat_of(charlie, SLOW))
+    await queued_run(blocker, "hold the slot")
+    await blocker.recv_until("run.delta")
+    conversation = await chat_of(alice)
+    sender, other = await sockets.open(alice, conversation), await sockets.open(alice, conversation)
+    waiting = await queued_run(sender, "my turn soon")
+    assert waiting["position"] == 0  # no run ahead of it, but the one slot is taken
+    created, _ = await other.recv_until("message.created")
+    assert created["message"]["content"] == "my turn soon"
+    told, _ = await other.recv_until("run.queued")
+    assert told["run_id"] == waiting["run_id"] and told["position"] == 0
+    if PRODUCTION:  # waiting its turn, it is not on the list the workers take runs from
+        from tests.test_handover import waiting_in_handover
+
+        await asyncio.sleep(0.3)
+        assert waiting["run_id"] not in waiting_in_handover()
+    assert (await run_of(waiting["run_id"])).status == AgentRun.Status.QUEUED
+    await blocker.send({"type": "run.stop"})
+    for socket in (sender, other):
+        completed, frames = await socket.recv_until("run.completed", timeout=40)
+        assert completed["run_id"] == waiting["run_id"] and "run.started" in [f["type"] for f in frames]
+
+
 async def test_concurrent_sends_of_several_users_are_all_answered(alice, bob, charlie, sockets, one_slot):
     users = [alice, alice, bob, bob, charlie, charlie]
     socks = [await sockets.open(user, await chat_of(user)) for user in users]

@@ -54,16 +54,16 @@ async def do_chat_send(conversation: Conversation, user: Any, content: str, clie
     """A chat's `message.send`: the message, its attachments and its run stored together, then the run started."""
     await refuse_when_full(client_id)
     try:
-        sent = await db_call(queueing.store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
+        sent = await queueing.store_chat_send(conversation, user, content, client_id, attachment_ids)
     except Busy:
         raise FrameError("busy", BUSY, client_id) from None
     created = {"type": "message.created", "message": sent.message.to_dict()}
     await reply(created)
     if sent.duplicate:
         return
-    await publish(conversation.id, created, exclude=socket_id)  # the other tabs
     assert sent.run is not None
-    await submit_run(conversation.id, str(sent.run.id), user.id)
+    # The other tabs get the message as the run is admitted (one round trip in production).
+    await submit_run(conversation.id, str(sent.run.id), user.id, announce=(created, socket_id))
     if sent.titled:
         fresh = await db_call(Conversation.objects.get)(id=conversation.id)
         await publish(conversation.id, {"type": "conversation.updated", "conversation": session.conversation_dict(fresh)})
@@ -93,11 +93,13 @@ async def do_queue_run(conversation_id: Any, trigger: Message, snapshot: RunSnap
     return str(run.id)
 
 
-async def submit_run(conversation_id: Any, run_id: str, user_id: Any = None, first: bool = False) -> None:
+async def submit_run(conversation_id: Any, run_id: str, user_id: Any = None, first: bool = False,
+                     announce: tuple[dict[str, Any], str | None] | None = None) -> None:
     """Hand a queued run to the executor through the fair queue (`chat.runs.admission`): it starts
     if a slot is free, else waits its turn among `user_id`'s and everyone's runs (`run.queued`
-    with its position); `first` goes ahead of the waiting runs (a decided approval)."""
-    await admission.admit(conversation_id, run_id, admission.user_key(user_id, conversation_id), first)
+    with its position); `first` goes ahead of the waiting runs (a decided approval). `announce`
+    (a frame and the socket it skips) is published to the conversation just before."""
+    await admission.admit(conversation_id, run_id, admission.user_key(user_id, conversation_id), first, announce)
 
 
 async def do_stop(conversation_id: Any, run_id: str | None, may_stop: Callable[[AgentRun], bool] | None = None,

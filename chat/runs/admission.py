@@ -13,8 +13,8 @@ from typing import Any
 from chat.db import db_call
 from chat.models import AgentRun
 from chat.runs.dispatch import fail_unsubmitted, run_executor
-from chat.runs.publish import publish
-from chat.runs.slots import Moves, slots
+from chat.runs.publish import doorbell, publish
+from chat.runs.slots import Moves, Start, slots
 
 log = logging.getLogger("nous.runs")
 
@@ -24,22 +24,42 @@ def user_key(user_id: Any, conversation_id: Any) -> str:
     return f"u{user_id}" if user_id is not None else f"c{conversation_id}"
 
 
-async def admit(conversation_id: Any, run_id: str, user: str, first: bool = False) -> None:
+async def admit(conversation_id: Any, run_id: str, user: str, first: bool = False,
+                announce: tuple[dict[str, Any], str | None] | None = None) -> None:
     """Start a queued run if a slot is free, else queue it fairly (`run.queued` with its position);
-    a full queue ends it `failed` with `overloaded`. `first`: it goes ahead of the waiting runs."""
+    a full queue ends it `failed` with `overloaded`. `first`: it goes ahead of the waiting runs.
+
+    `announce`: a frame for the conversation's sockets (and the socket it skips), published just
+    before. In production that, the admission, `run.queued` and the hand-over to a worker are one
+    Redis round trip (`slots.Start`): they are on the path to the first token."""
+    start = _start_in_script(conversation_id, run_id, announce)
+    if announce is not None and start is None:
+        await publish(conversation_id, *announce)
     try:
-        admission = await slots().admit(run_id, user, str(conversation_id), first)
+        admission = await slots().admit(run_id, user, str(conversation_id), first, start)
     except Exception:  # the slot store is down: run it anyway rather than refuse every send
         log.exception("fair queue: could not admit run %s; starting it unqueued", run_id)
+        if announce is not None and start is not None:
+            await publish(conversation_id, *announce)
         await _hand_over(conversation_id, run_id)
         return
     if admission.outcome == "full":
         await fail_unsubmitted(run_id, "Too many answers are being written right now")
     elif admission.outcome == "waiting":
         await publish(conversation_id, {"type": "run.queued", "run_id": run_id, "position": admission.position})
-    else:
+    elif not admission.handed_over:
         await _hand_over(conversation_id, run_id)
     await apply(admission)
+
+
+def _start_in_script(conversation_id: Any, run_id: str, announce: tuple[dict[str, Any], str | None] | None) -> Start | None:
+    """The `Start` of a run in production (Redis layer and hand-over list); None in the embedded default."""
+    handover = run_executor().handover_key
+    queued = doorbell(conversation_id, {"type": "run.queued", "run_id": run_id, "position": 0})
+    if handover is None or queued is None:
+        return None
+    announced = doorbell(conversation_id, *announce) if announce is not None else None
+    return Start(handover, before=[announced] if announced else [], on_start=[queued])
 
 
 async def _hand_over(conversation_id: Any, run_id: str, announce: bool = True) -> None:

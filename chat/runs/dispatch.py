@@ -19,6 +19,8 @@ from chat.runs.stop import stop_signal
 class InProcessExecutor:
     """Embedded default: each run is an asyncio task in the ASGI process."""
 
+    handover_key = None  # no list: `submit` starts the task
+
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -31,6 +33,10 @@ class InProcessExecutor:
 
 class WorkerExecutor:
     """Production: each run goes to a Celery worker process, onto its run loop (chat.runs.handover)."""
+
+    def __init__(self) -> None:
+        # The list the workers take runs from; the fair queue's admission may push onto it itself.
+        self.handover_key: str | None = settings.NOUS_RUN_HANDOVER_KEY
 
     async def submit(self, run_id: str) -> None:
         """Hand the run to the next worker with room. It holds a slot of the fair queue

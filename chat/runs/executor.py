@@ -28,7 +28,7 @@ log = logging.getLogger("nous.runs")
 
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
-    claimed = await db_call(lifecycle.claim_run)(run_id)
+    claimed = await lifecycle.claim(run_id)
     if claimed is None:
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
@@ -62,6 +62,7 @@ class RunExecution:
         self.trimmed_messages = 0
 
     async def _flush(self, seq: int, text: str, started_at: float) -> None:
+        await self._after_started()
         if benchstamps.ENABLED:  # the benchmark's own record, never in the frame
             benchstamps.record(self.run_id, seq, started_at, time.time())
         if seq == 1:
@@ -70,7 +71,8 @@ class RunExecution:
         await publish_delta(self.conversation_id, self.run_id, seq, text)
 
     async def run(self) -> None:
-        await publish(self.conversation_id, {"type": "run.started", "run_id": self.run_id, "model": self.claimed.model})
+        # `run.started` goes out while the agent starts; the run's other frames wait for it (`_after_started`).
+        self.started = asyncio.create_task(self._announce_start())
         local = LocalRun(self.run_id, self.claimed.message_id, lambda: self.coalescer.text)
         heartbeat().register(local)
         streaming = asyncio.create_task(self._stream())
@@ -175,9 +177,22 @@ class RunExecution:
     async def _publish_numbered(self, frame: dict[str, Any]) -> None:
         """A tool frame takes the run's next seq, after the text before it, into the replay log."""
         async def publish_as(seq: int) -> None:
+            await self._after_started()
             await publish_run_frame(self.conversation_id, {**frame, "run_id": self.run_id, "seq": seq})
 
         await self.coalescer.numbered(publish_as)
+
+    async def _announce_start(self) -> None:
+        try:
+            await publish(self.conversation_id, {"type": "run.started", "run_id": self.run_id, "model": self.claimed.model})
+        except Exception:  # the run goes on: its frames are in the replay log all the same
+            log.exception("run %s: publishing run.started failed", self.run_id)
+
+    async def _after_started(self) -> None:
+        """Wait until `run.started` is out, so that no frame of the run reaches a socket before it
+        (without passing a stop's cancellation on to it)."""
+        if not self.started.done():
+            await asyncio.wait([self.started])
 
     async def _wait_for_stop(self) -> None:
         """Return when a stop is signalled. If the signal fails, the checkpoint's flag still works."""
@@ -188,6 +203,7 @@ class RunExecution:
             await asyncio.Event().wait()
 
     async def _finish(self, status: str, detail: Any) -> None:
+        await self._after_started()
         if status == "waiting":
             paused = await db_call(approvals.pause_run)(self.run_id, self.coalescer.text, self.coalescer.seq, detail)
             from chat.runs import admission  # they hand runs to this module's executor

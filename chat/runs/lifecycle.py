@@ -16,7 +16,8 @@ from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from chat import branches
+from chat import branches, pg
+from chat.db import db_call
 from chat.models import AgentRun, Attachment, Conversation, Message
 from chat.uploads import attachments_by_message, model_content
 
@@ -52,8 +53,27 @@ def claim_run(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
         run = _claim_returning(run_id, worker, now)
     else:
         run = _claim_orm(run_id, worker, now)
-    if run is None:
+    return None if run is None else claimed_run(run_id, run)
+
+
+async def claim(run_id: str, worker: str = WORKER_NAME) -> ClaimedRun | None:
+    """`claim_run` from async code: on PostgreSQL its one statement runs on the event loop's own
+    connection (`chat.pg`; no thread hop on the path to the first token), elsewhere on a database thread."""
+    if not pg.available():
+        return await db_call(claim_run)(run_id, worker)
+    async with pg.loop_connections().cursor() as cursor:
+        await cursor.execute(CLAIM_SQL, _claim_params(run_id, worker, timezone.now(), own_transaction=True))
+        row = await cursor.fetchone()
+    if row is None:
         return None
+    run = _claim_row(row)
+    if run["message_id"] is None or any(turn["has_files"] for turn in run["history"] or ()):
+        return await db_call(claimed_run)(run_id, run)  # the rare claims that read more, through the ORM
+    return claimed_run(run_id, run)
+
+
+def claimed_run(run_id: str, run: dict[str, Any]) -> ClaimedRun:
+    """The `ClaimedRun` of a claimed row (`CLAIM_FIELDS` and `history`, the rows or None)."""
     in_room = run["conversation__kind"] == Conversation.Kind.ROOM
     if run["message_id"] is None:  # queued by an older version of this code: no answer yet, so no history read
         run["message_id"] = _create_answer_message(run_id, run["conversation_id"])
@@ -127,15 +147,20 @@ LEFT JOIN {Message._meta.db_table} answer ON answer.id = claimed.message_id
 """
 
 
+def _claim_params(run_id: str, worker: str, now: Any, own_transaction: bool) -> dict[str, Any]:
+    return {"id": run_id, "now": now, "worker": worker, "running": AgentRun.Status.RUNNING, "queued": AgentRun.Status.QUEUED,
+            "context_messages": settings.NOUS_CONTEXT_MESSAGES, "own_transaction": own_transaction}
+
+
 def _claim_returning(run_id: str, worker: str, now: Any) -> dict[str, Any] | None:
-    params = {"id": run_id, "now": now, "worker": worker, "running": AgentRun.Status.RUNNING, "queued": AgentRun.Status.QUEUED,
-              "context_messages": settings.NOUS_CONTEXT_MESSAGES,
-              "own_transaction": not connection.in_atomic_block}  # never make a caller's transaction asynchronous
+    # Never make a caller's transaction asynchronous.
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, params)
+        cursor.execute(CLAIM_SQL, _claim_params(run_id, worker, now, own_transaction=not connection.in_atomic_block))
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _claim_row(row)
+
+
+def _claim_row(row: tuple[Any, ...]) -> dict[str, Any]:
     run = dict(zip((*CLAIM_FIELDS, "history"), row[: len(CLAIM_FIELDS) + 1], strict=True))
     for name in JSON_FIELDS:  # Django has psycopg hand jsonb and json over as text (JSONField decodes it)
         if isinstance(run[name], str):

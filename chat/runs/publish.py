@@ -39,19 +39,28 @@ async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | No
     await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame, exclude))
 
 
+def doorbell(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> tuple[str, bytes] | None:
+    """What `publish` would PUBLISH, as `(channel, payload)` for a Redis pipeline or script to send
+    with other commands (no round trip of its own, nor the layer's lock); None where the channel
+    layer is not the Redis pub/sub one (the embedded default), and the caller must `publish`."""
+    layer = get_channel_layer()
+    if not (isinstance(layer, RedisPubSubChannelLayer) and isinstance(replay_log(), RedisReplayLog) and fast_delta_path()):
+        return None
+    return layer._get_group_channel_name(group_for(conversation_id)), layer.serialize(layer_event(conversation_id, frame, exclude))
+
+
 async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str) -> None:
     """Append a delta to the replay log, then send it: in one Redis round trip in production."""
-    event = layer_event(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text})
+    frame = {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}
     DELTAS.inc()
-    layer, log = get_channel_layer(), replay_log()
-    if isinstance(log, RedisReplayLog) and isinstance(layer, RedisPubSubChannelLayer) and fast_delta_path():
-        # What the layer's group_send would PUBLISH, but without its lock: the layer sends one
-        # message at a time per connection, a round trip each, and deltas are most of the traffic.
-        doorbell = (layer._get_group_channel_name(group_for(conversation_id)), layer.serialize(event))
-        await log.append(run_id, seq, text, then_publish=doorbell)
+    # The layer's group_send sends one message at a time per connection, a round trip each, and
+    # deltas are most of the traffic: in production the PUBLISH rides with the replay log's append.
+    bell = doorbell(conversation_id, frame)
+    if bell is not None:
+        await replay_log().append(run_id, seq, text, then_publish=bell)
     else:
-        await log.append(run_id, seq, text)
-        await layer.group_send(group_for(conversation_id), event)
+        await replay_log().append(run_id, seq, text)
+        await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame))
 
 
 async def publish_run_frame(conversation_id: str, frame: dict[str, Any]) -> None:

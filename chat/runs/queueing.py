@@ -14,7 +14,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from chat import branches
+from chat import branches, pg
+from chat.db import db_call
 from chat.models import AgentRun, Conversation, Message, with_attachments
 from chat.runs import store_sql
 from chat.uploads import claim_for_message
@@ -91,10 +92,7 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
         if connection.vendor == "postgresql" and not attachment_ids:
             # The same rows and the message under the branch's end, in one round trip and one commit
             # (chat.runs.store_sql). On the path to the first token.
-            message = _user_message(conversation, user, content, client_id)
-            run_id = uuid.uuid4()
-            answer = _answer_message(conversation.id, run_id)
-            run = _run(run_id, conversation.id, message, answer, RunSnapshot(model=""))
+            message, answer, run = _send_rows(conversation, user, content, client_id)
             titled = store_sql.store_send(message, answer, run, _title_from(content))
             message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
         else:
@@ -122,6 +120,24 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
     return SendResult(message, run, duplicate=False, titled=titled)
 
 
+async def store_chat_send(conversation: Conversation, user: Any, content: str, client_id: str,
+                          attachment_ids: list[str] | None = None) -> SendResult:
+    """`store_message_and_queue_run` from async code: on PostgreSQL (without attachments) its one
+    round trip runs on the event loop's own connection (`chat.pg`), elsewhere on a database thread."""
+    if attachment_ids or not pg.available():
+        return await db_call(store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
+    message, answer, run = _send_rows(conversation, user, content, client_id)
+    try:
+        titled = await store_sql.store_send_on_loop(message, answer, run, _title_from(content))
+    except IntegrityError:
+        existing = await db_call(stored_with_client_id)(conversation, client_id)
+        if existing:  # a resend, or the same client_id raced in from another socket
+            return SendResult(existing, None, duplicate=True)
+        raise Busy() from None
+    message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
+    return SendResult(message, run, duplicate=False, titled=titled)
+
+
 def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in_tree: bool = False,
                client_id: str | None = None) -> AgentRun:
     """The run and its streaming answer; `in_tree` (chats): the answer goes under `trigger` (chat.branches)."""
@@ -139,6 +155,14 @@ def create_run(conversation_id: Any, trigger: Message, snapshot: RunSnapshot, in
 # The rows of a send, unsaved: the ORM path saves them, the PostgreSQL one (store_sql) inserts them at once.
 def _user_message(conversation: Conversation, user: Any, content: str, client_id: str) -> Message:
     return Message(conversation=conversation, role=Message.Role.USER, content=content, author=user, client_id=client_id)
+
+
+def _send_rows(conversation: Conversation, user: Any, content: str, client_id: str) -> tuple[Message, Message, AgentRun]:
+    """The user's message, the answer and the run of a send, for `store_sql` (which fills in the rest)."""
+    message = _user_message(conversation, user, content, client_id)
+    run_id = uuid.uuid4()
+    answer = _answer_message(conversation.id, run_id)
+    return message, answer, _run(run_id, conversation.id, message, answer, RunSnapshot(model=""))
 
 
 def _answer_message(conversation_id: Any, run_id: uuid.UUID, parent_id: Any = None, client_id: str | None = None) -> Message:

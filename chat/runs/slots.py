@@ -19,10 +19,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 
-from chat.runs.redis_client import redis_client
+from chat.runs.redis_client import LuaScript, redis_client
 
 # Waiting runs whose position changed are told (`run.queued`): the first ones on every move, the
 # ones further back when they reach a multiple of this, so a release costs at most ~200 frames.
@@ -49,6 +50,23 @@ class Moves:
 class Admission(Moves):
     outcome: str = "admitted"  # "admitted" (start it), "held" (already holds a slot), "waiting", "full" (refused)
     position: int = 0  # runs ahead of it, when waiting
+    handed_over: bool = False  # its `Start` was done: it is on the hand-over list
+
+
+@dataclass
+class Start:
+    """What production does in the admission's own round trip: PUBLISH `before` (channel,
+    payload) first; then, if the run may start, PUBLISH `on_start` and push its id onto the
+    `handover` list (chat.runs.handover). One atomic script, so nothing published after the
+    run was handed over can reach a socket after the run's own frames."""
+
+    handover: str
+    before: list[tuple[str, bytes]] = field(default_factory=list)
+    on_start: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def args(self) -> list[Any]:
+        return [len(self.before), *(x for bell in self.before for x in bell),
+                len(self.on_start), *(x for bell in self.on_start for x in bell)]
 
 
 def should_notify(position: int) -> bool:
@@ -100,7 +118,9 @@ class MemorySlots:
         order = self._order()
         return [(run_id, self.waiting[run_id][2], pos) for pos, run_id in enumerate(order) if pos >= start and should_notify(pos)]
 
-    async def admit(self, run_id: str, user: str, conversation_id: str, first: bool = False) -> Admission:
+    async def admit(self, run_id: str, user: str, conversation_id: str, first: bool = False,
+                    start: Start | None = None) -> Admission:
+        assert start is None, "the embedded default hands runs over in-process"
         now, claim_expiry, _ = _expiries()
         admitted = self._promote(now, claim_expiry)
         shifted = 0 if admitted else -1
@@ -220,9 +240,21 @@ local function moved(start)
 end
 """.replace("NOTIFY_BELOW", str(NOTIFY_EVERY_MOVE_BELOW)).replace("NOTIFY_EVERY", str(NOTIFY_EVERY))
 
-# ARGV[5..8]: user, conversation, max queued, first (1: FIRST_TAG).
+# ARGV[5..8]: user, conversation, max queued, first (1: FIRST_TAG). Then the doorbells of a
+# `Start` (a count, then channel and payload of each): those to ring first, those to ring when the
+# run may start, before its id goes onto the hand-over list KEYS[6] (absent: no hand-over here).
 _ADMIT = _COMMON + """
 local user, conv, max_queued, first = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1'
+local bell = 9
+local function ring()
+  local count = tonumber(ARGV[bell])
+  bell = bell + 1
+  for _ = 1, count do
+    redis.call('PUBLISH', ARGV[bell], ARGV[bell + 1])
+    bell = bell + 2
+  end
+end
+local function decide()
 local admitted = promote()
 local shifted = -1
 if #admitted > 0 then shifted = 0 end
@@ -246,6 +278,17 @@ redis.call('HSET', info, run, user .. '\\t' .. conv .. '\\t' .. string.format('%
 rank = redis.call('ZRANK', waiting, run)
 if shifted < 0 then shifted = rank + 1 end
 return {'waiting', rank, admitted, moved(shifted), count + 1}
+end
+ring()
+local result = decide()
+local handed = 0
+if KEYS[6] and (result[1] == 'admitted' or result[1] == 'held') then
+  ring()
+  redis.call('RPUSH', KEYS[6], run)
+  handed = 1
+end
+table.insert(result, handed)
+return result
 """.replace("TIE_SPAN", str(1 << TIE_BITS)).replace("FIRST_TAG", str(FIRST_TAG))
 
 _RELEASE = _COMMON + """
@@ -276,6 +319,7 @@ return {0, waiting}
 
 KEY_PREFIX = "nous:slots:"
 KEYS = [KEY_PREFIX + name for name in ("holders", "waiting", "info", "last", "state")]
+_ADMIT_SCRIPT, _RELEASE_SCRIPT, _FULL_SCRIPT = LuaScript(_ADMIT), LuaScript(_RELEASE), LuaScript(_FULL)
 
 
 def _moves(admitted: list, moved: list, waiting: int) -> Moves:
@@ -296,24 +340,25 @@ class RedisSlots:
         seen_at, waiting = self.seen
         if time.monotonic() - seen_at < FULL_CHECK_TRUST_SECS and waiting < settings.NOUS_MAX_QUEUED_RUNS // 2:
             return False
-        is_full, waiting = await redis_client().eval(_FULL, 2, KEYS[0], KEYS[1], time.time(), settings.NOUS_MAX_ACTIVE_RUNS,
-                                                      settings.NOUS_MAX_QUEUED_RUNS)
+        is_full, waiting = await _FULL_SCRIPT(KEYS[:2], time.time(), settings.NOUS_MAX_ACTIVE_RUNS, settings.NOUS_MAX_QUEUED_RUNS)
         self.seen = (time.monotonic(), int(waiting))
         return bool(is_full)
 
-    async def admit(self, run_id: str, user: str, conversation_id: str, first: bool = False) -> Admission:
+    async def admit(self, run_id: str, user: str, conversation_id: str, first: bool = False,
+                    start: Start | None = None) -> Admission:
+        """Admit `run_id`, or queue or refuse it; with a `start`, also ring its doorbells and hand it
+        over when it may start (`Admission.handed_over`), in the same round trip."""
         now, claim_expiry, _ = _expiries()
-        outcome, position, admitted, moved, waiting = await redis_client().eval(
-            _ADMIT, len(KEYS), *KEYS, now, settings.NOUS_MAX_ACTIVE_RUNS, claim_expiry, run_id, user, conversation_id,
-            settings.NOUS_MAX_QUEUED_RUNS, "1" if first else "0")
+        outcome, position, admitted, moved, waiting, handed = await _ADMIT_SCRIPT(
+            KEYS + ([start.handover] if start else []), now, settings.NOUS_MAX_ACTIVE_RUNS, claim_expiry, run_id, user,
+            conversation_id, settings.NOUS_MAX_QUEUED_RUNS, "1" if first else "0", *(start.args() if start else (0, 0)))
         moves = _moves(admitted, moved, waiting)
         self._saw(moves)
-        return Admission(moves.admitted, moves.moved, moves.waiting, str(outcome), int(position))
+        return Admission(moves.admitted, moves.moved, moves.waiting, str(outcome), int(position), bool(handed))
 
     async def release(self, run_id: str = "") -> Moves:
         now, claim_expiry, _ = _expiries()
-        admitted, moved, waiting = await redis_client().eval(
-            _RELEASE, len(KEYS), *KEYS, now, settings.NOUS_MAX_ACTIVE_RUNS, claim_expiry, run_id)
+        admitted, moved, waiting = await _RELEASE_SCRIPT(KEYS, now, settings.NOUS_MAX_ACTIVE_RUNS, claim_expiry, run_id)
         moves = _moves(admitted, moved, waiting)
         self._saw(moves)
         return moves

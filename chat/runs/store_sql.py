@@ -18,12 +18,14 @@ import json
 from contextlib import nullcontext
 from typing import Any
 
-from django.db import connection, models, transaction
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery
 
 from chat import branches
 from chat.models import AgentRun, Conversation, Message
+from chat.pg import loop_connections
 
 # (model, RETURNING, each field's expression SQL or None for a plain value) -> the INSERT's SQL
 _COMPILED: dict[tuple[Any, ...], str] = {}
@@ -43,7 +45,8 @@ def insert_sql(obj: models.Model, returning: tuple[str, ...]) -> tuple[str, list
     cacheable = all(isinstance(v, RawSQL) and not v.params for v in expressions)
     shape = (type(obj), returning, tuple(v.sql if isinstance(v, RawSQL) else None for v in values))
     if cacheable and shape in _COMPILED:
-        return _COMPILED[shape], [field.get_db_prep_save(value, connection)
+        db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: `connection` is a proxy, looked up per attribute
+        return _COMPILED[shape], [field.get_db_prep_save(value, db)
                                   for field, value in zip(fields, values, strict=True) if not isinstance(value, RawSQL)]
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
@@ -57,6 +60,12 @@ def insert_sql(obj: models.Model, returning: tuple[str, ...]) -> tuple[str, list
 
 def _from(cte: str, column: str) -> RawSQL:
     return RawSQL(f"(SELECT {column} FROM {cte})", ())
+
+
+# The values the statement fills in, made once (an expression costs more to make than to use).
+_USER_ID, _ANSWER_ID = _from("ids", "user_id"), _from("ids", "answer_id")
+_SNAPSHOT = {name: _from("snapshot", name) for name in ("model", "instructions", "approval_tools", "fallback_models",
+                                                         "model_settings")}
 
 
 # Both messages' ids at once, the user's the smaller: the history a claim reads is `id < answer`.
@@ -80,11 +89,38 @@ def store_send(message: Message, answer: Message, run: AgentRun, title: str) -> 
     `run`'s trigger, answer and snapshot fields are filled in from the statement. Raises
     `IntegrityError` as the ORM would (nothing is stored then).
     """
-    message.id, answer.id = _from("ids", "user_id"), _from("ids", "answer_id")
-    answer.parent_id = _from("ids", "user_id")  # the answer goes under the message it answers (chat.branches)
-    run.trigger_message_id, run.message_id = _from("ids", "user_id"), _from("ids", "answer_id")
-    for name in ("model", "instructions", "approval_tools", "fallback_models", "model_settings"):
-        setattr(run, name, _from("snapshot", name))
+    sql, params = send_statement(message, answer, run, title)
+    # In a caller's transaction (tests), a savepoint, so a refused send leaves the caller's usable.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        cursor.nextset()
+        attached = cursor.fetchone()
+    return read_result(message, answer, run, row, attached)
+
+
+async def store_send_on_loop(message: Message, answer: Message, run: AgentRun, title: str) -> bool:
+    """`store_send` on the event loop's own connection (`chat.pg`): no thread hop on the path to the
+    first token. Raises `IntegrityError` (Django's) as `store_send` does."""
+    sql, params = send_statement(message, answer, run, title)
+    try:
+        async with loop_connections().cursor() as cursor:
+            await cursor.execute(sql, params)
+            row = await cursor.fetchone()
+            cursor.nextset()
+            attached = await cursor.fetchone()
+    except psycopg.IntegrityError as error:
+        raise IntegrityError(str(error)) from error
+    return read_result(message, answer, run, row, attached)
+
+
+def send_statement(message: Message, answer: Message, run: AgentRun, title: str) -> tuple[str, list[Any]]:
+    """The query string of a send (its two statements) and its parameters."""
+    message.id, answer.id = _USER_ID, _ANSWER_ID
+    answer.parent_id = _USER_ID  # the answer goes under the message it answers (chat.branches)
+    run.trigger_message_id, run.message_id = _USER_ID, _ANSWER_ID
+    for name, value in _SNAPSHOT.items():
+        setattr(run, name, value)
     message_sql, message_params = insert_sql(message, ("id",))
     answer_sql, answer_params = insert_sql(answer, ("id",))
     run_sql, run_params = insert_sql(run, ("trigger_message_id", "message_id", "model", "instructions", "model_settings",
@@ -98,14 +134,14 @@ def store_send(message: Message, answer: Message, run: AgentRun, title: str) -> 
     attach, attach_params = branches.attach_sql(conversation_id, message.client_id)
     params = [conversation_id, *message_params, *answer_params, *run_params, message.created_at, title, conversation_id,
               *attach_params]
-    # In a caller's transaction (tests), a savepoint, so a refused send leaves the caller's usable.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-        cursor.execute(f"{sql}; {attach}", params)
-        row = cursor.fetchone()
-        if row is None:
-            raise Conversation.DoesNotExist("the conversation is gone")
-        cursor.nextset()
-        (parent_id,) = cursor.fetchone()
+    return f"{sql}; {attach}", params
+
+
+def read_result(message: Message, answer: Message, run: AgentRun, row: Any, attached: Any) -> bool:
+    """Fill in the rows' ids and the run's snapshot from the statement's results; True if titled."""
+    if row is None:
+        raise Conversation.DoesNotExist("the conversation is gone")
+    (parent_id,) = attached
     message.id, answer.id = row[0], row[1]
     message.parent_id, answer.parent_id = parent_id, message.id
     run.trigger_message_id, run.message_id, run.model, run.instructions = row[:4]
