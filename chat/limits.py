@@ -13,7 +13,7 @@ from functools import cache
 from django.conf import settings
 
 from chat.leases import lease_keeper, leases
-from chat.runs.redis_client import redis_client
+from chat.runs.redis_client import LuaScript
 
 SEND_WINDOW_SECS = 60
 
@@ -68,21 +68,21 @@ class MemoryCounters:
 
 
 class RedisCounters:
-    """The same sliding window as a sorted set per user, shared by every process."""
+    """The same sliding window as a sorted set per user, shared by every process: one script, one
+    round trip; a refused send is not added (it does not count)."""
+
+    ALLOW = LuaScript("""
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[3])
+    if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[3] + 1)
+    return 1
+    """)
 
     async def allow_send(self, user_id: int) -> bool:
-        key, now = f"nous:sends:{user_id}", time.time()
+        now = time.time()
         member = f"{now}:{uuid.uuid4().hex[:8]}"
-        async with redis_client().pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now - SEND_WINDOW_SECS)
-            pipe.zadd(key, {member: now})
-            pipe.zcard(key)
-            pipe.expire(key, SEND_WINDOW_SECS + 1)
-            _, _, count, _ = await pipe.execute()
-        if count > settings.NOUS_SENDS_PER_MINUTE:
-            await redis_client().zrem(key, member)  # a refused send does not count
-            return False
-        return True
+        return bool(await self.ALLOW([f"nous:sends:{user_id}"], now, member, SEND_WINDOW_SECS, settings.NOUS_SENDS_PER_MINUTE))
 
 
 @cache

@@ -27,10 +27,11 @@ import asyncio
 import hashlib
 import itertools
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from agents.errors import AgentConfigError, ProviderError
 from agents.events import ModelEvent, ResponseEnd, TextDelta, ToolCall, Usage
@@ -127,22 +128,31 @@ class TestModel:
         if self.window is None:
             return
         prompt = _prompt_tokens(request)
-        answer = min(self.words, int(request.settings.get("max_tokens") or self.words))
+        answer = self._length(request)
         if prompt + answer > self.window:
             # As Anthropic words it (HTTP 400 invalid_request_error).
             raise ProviderError("context_length", f"prompt is too long: {prompt} tokens + {answer} > {self.window} maximum", False, None, 400)
 
     def answer_for(self, request: ModelRequest) -> list[str]:
         """The words this model answers a request with: a pure function of the last user message."""
+        return list(self._words(request))
+
+    def _length(self, request: ModelRequest) -> int:
+        return min(self.words, int(request.settings.get("max_tokens") or self.words))
+
+    def _words(self, request: ModelRequest) -> Iterator[str]:
+        """`answer_for`, drawn one word at a time (as `Random.choices` draws them), so that the first
+        word of a long answer comes as soon as a short one's: no provider writes a whole answer first."""
         prompt = _last_user_text(request)
-        seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
-        rng = random.Random(seed)
-        count = min(self.words, int(request.settings.get("max_tokens") or self.words))
-        words = rng.choices(VOCABULARY, k=count)
-        if words:
-            words[0] = words[0].capitalize()
-            words[-1] += "."
-        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+        rng = random.Random(int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big"))
+        count, size = self._length(request), float(len(VOCABULARY))
+        for index in range(count):
+            word = VOCABULARY[math.floor(rng.random() * size)]
+            if index == 0:
+                word = word.capitalize()
+            if index == count - 1:
+                word += "."
+            yield word if index == 0 else " " + word
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Stream the answer word by word at `tokens_per_second`."""
@@ -159,24 +169,28 @@ class TestModel:
             return
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         failing = self.fail and (self.fail_times is None or self.calls <= self.fail_times)
-        words = self.answer_for(request)
+        # The answer's first words (what it says before its own), then the rest as they are drawn.
+        rest, length = self._words(request), self._length(request)
+        head = [next(rest)] if length else []
         results = [f"{m.get('name')} returned {m.get('content')}." for m in turn if m.get("role") == "tool"]
-        if results and words:
-            words = [" ".join(results) + " "] + [words[0].lstrip()] + words[1:]
+        if results and head:
+            head = [" ".join(results) + " ", head[0].lstrip(), *head[1:]]
         images = image_count(next((m.get("content") for m in reversed(request.messages) if m.get("role") == "user"), ""))
         if images and not self.accepts_images:
             raise ProviderError("provider_error", f"test:{self.name} does not accept images", False)
-        if images and words:
-            words = [f"I see {images} image{'s' if images > 1 else ''}. "] + [words[0].lstrip()] + words[1:]
+        if images and head:
+            head = [f"I see {images} image{'s' if images > 1 else ''}. ", head[0].lstrip(), *head[1:]]
+        words, length = itertools.chain(head, rest), length + max(0, len(head) - 1)
         for index in itertools.count():
             if failing and index == self.fail_after:
                 raise ProviderError(str(self.fail), f"test model failure ({self.fail})", self.fail in RETRYABLE_CODES)
-            if index >= len(words):
+            word = next(words, None)
+            if word is None:
                 break
             # The first word comes at once, the others at the token rate.
             await asyncio.sleep(delay if index else 0)
-            yield TextDelta(words[index])
-        yield ResponseEnd(Usage(input_tokens, len(words)))
+            yield TextDelta(word)
+        yield ResponseEnd(Usage(input_tokens, length))
 
 
 def _prompt_tokens(request: ModelRequest) -> int:
