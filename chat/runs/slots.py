@@ -57,8 +57,8 @@ class Admission(Moves):
 class Start:
     """What production does in the admission's own round trip: PUBLISH `before` (channel,
     payload) first; then, if the run may start, PUBLISH `on_start` and push its id onto the
-    `handover` list (chat.runs.handover). One atomic script, so nothing published after the
-    run was handed over can reach a socket after the run's own frames."""
+    `handover` list (chat.runs.handover). One atomic script, in that order: a worker can take the
+    run, and publish its frames, only after the sockets were sent those."""
 
     handover: str
     before: list[tuple[str, bytes]] = field(default_factory=list)
@@ -254,6 +254,7 @@ local function ring()
     bell = bell + 2
   end
 end
+-- The admission itself; the doorbells and the hand-over go around it, below.
 local function decide()
 local admitted = promote()
 local shifted = -1
