@@ -34,9 +34,10 @@ class InProcessExecutor:
 class WorkerExecutor:
     """Production: each run goes to a Celery worker process, onto its run loop (chat.runs.handover)."""
 
-    def __init__(self) -> None:
-        # The list the workers take runs from; the fair queue's admission may push onto it itself.
-        self.handover_key: str | None = settings.NOUS_RUN_HANDOVER_KEY
+    @property
+    def handover_key(self) -> str:
+        """The list the workers take runs from: the fair queue's admission may push onto it itself."""
+        return settings.NOUS_RUN_HANDOVER_KEY
 
     async def submit(self, run_id: str) -> None:
         """Hand the run to the next worker with room. It holds a slot of the fair queue
