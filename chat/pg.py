@@ -74,6 +74,7 @@ class LoopConnections:
         """Close the idle connections at once (from any thread: no query is sent)."""
         for conn in self.idle:
             conn.pgconn.finish()
+            self.opened_at.pop(id(conn), None)
         self.idle.clear()
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from chat import branches
 from chat.models import AgentRun, Conversation, Message
 from chat.protocol import FrameError
-from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run, stored_with_client_id
+from chat.runs.queueing import Busy, RunSnapshot, SendResult, create_run, refused_send, stored_with_client_id
 
 
 def regenerate(conversation: Conversation, message_id: Any, client_id: str | None) -> SendResult:
@@ -58,10 +58,7 @@ def _stored_once(conversation: Conversation, client_id: str | None, store: Calla
             _refuse_if_busy(conversation.id)
             return store()
     except IntegrityError:
-        existing = stored_with_client_id(conversation, client_id)
-        if existing is not None:
-            return SendResult(existing, None, duplicate=True)
-        raise Busy() from None
+        return refused_send(conversation, client_id)
 
 
 def select(conversation: Conversation, message_id: Any) -> None:

@@ -113,11 +113,17 @@ def store_message_and_queue_run(conversation: Conversation, user: Any, content: 
                 )
                 branches.attach_to_leaf(conversation.id, message)
     except IntegrityError:
-        existing = stored_with_client_id(conversation, client_id)
-        if existing:  # a resend, or the same client_id raced in from another socket
-            return SendResult(existing, None, duplicate=True)
-        raise Busy() from None
+        return refused_send(conversation, client_id)
     return SendResult(message, run, duplicate=False, titled=titled)
+
+
+def refused_send(conversation: Conversation, client_id: str | None) -> SendResult:
+    """A send the constraints refused: a resend of a stored `client_id` (or the same one raced in
+    from another socket) finds the stored message; otherwise a run is active, `Busy`."""
+    existing = stored_with_client_id(conversation, client_id)
+    if existing is None:
+        raise Busy()
+    return SendResult(existing, None, duplicate=True)
 
 
 async def store_chat_send(conversation: Conversation, user: Any, content: str, client_id: str,
@@ -130,10 +136,7 @@ async def store_chat_send(conversation: Conversation, user: Any, content: str, c
     try:
         titled = await store_sql.store_send_on_loop(message, answer, run, _title_from(content))
     except IntegrityError:
-        existing = await db_call(stored_with_client_id)(conversation, client_id)
-        if existing:  # a resend, or the same client_id raced in from another socket
-            return SendResult(existing, None, duplicate=True)
-        raise Busy() from None
+        return await db_call(refused_send)(conversation, client_id)
     message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query
     return SendResult(message, run, duplicate=False, titled=titled)
 
