@@ -8,11 +8,12 @@ consecutive failures together.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import Callable, Iterable, Literal, Protocol
 
 from agents import config
 from agents.errors import ProviderError
@@ -62,6 +63,10 @@ class BreakerStore(Protocol):
 
     async def snapshot(self, name: str, policy: Policy) -> dict[str, object]:
         """`{"name", "state", "failures", "retry_in"}`."""
+        ...
+
+    async def closed_among(self, names: Iterable[str]) -> frozenset[str]:
+        """Which of these breakers are closed now (all read at once)."""
         ...
 
 
@@ -127,6 +132,10 @@ class MemoryBreakerStore:
             if trial is not None and entry.trial == trial:
                 entry.trial = None
 
+    async def closed_among(self, names: Iterable[str]) -> frozenset[str]:
+        with self._lock:
+            return frozenset(name for name in names if self._entry(name).opened_at is None)
+
     def _snapshot(self, name: str, entry: _Entry, policy: Policy) -> dict[str, object]:
         state, left = self._state(entry, policy)
         return {"name": name, "state": state, "failures": entry.failures, "retry_in": round(left, 3)}
@@ -168,6 +177,13 @@ class CircuitBreaker:
     cooldown_secs: float = 30.0
     store: BreakerStore = field(default_factory=MemoryBreakerStore)
     trial_lease_secs: float = 300.0
+    read_closed: bool = False  # see `known_closed`
+
+    def known_closed(self) -> CircuitBreaker:
+        """This breaker for one caller that has just read it closed (`closed_among`): its first
+        `before_call` lets the call go without asking the store again, as the store would have
+        answered then; every later call asks. Same store, so its failures count as ever."""
+        return dataclasses.replace(self, read_closed=True)
 
     @property
     def policy(self) -> Policy:
@@ -179,6 +195,9 @@ class CircuitBreaker:
     async def before_call(self) -> str | None:
         """Raise `ProviderError(provider_unavailable)` if calls must not go through now; else return
         the trial token (None unless this call is the half-open trial), for the `record_*` calls."""
+        if self.read_closed:
+            self.read_closed = False
+            return None
         verdict = await self.store.acquire(self.name, self.policy, uuid.uuid4().hex)
         if verdict.allowed:
             return verdict.trial
@@ -230,6 +249,11 @@ def breaker_for(provider: str) -> CircuitBreaker:
             _breakers[provider] = CircuitBreaker(provider, policy.failure_threshold, policy.cooldown_secs, _store,
                                                  policy.trial_lease_secs)
         return _breakers[provider]
+
+
+async def closed_breakers(providers: Iterable[str]) -> frozenset[str]:
+    """Which providers' breakers are closed now, in one read of the installed store."""
+    return await _store.closed_among(providers)
 
 
 async def breaker_states() -> list[dict[str, object]]:

@@ -33,9 +33,8 @@ class ChatConsumer(ConversationSocket):
     async def on_message_send(self, frame: dict[str, Any]) -> None:
         attachment_ids = check_attachment_ids(frame)
         content = actions.check_content(frame["content"], frame["client_id"], allow_empty=bool(attachment_ids))
-        await self.check_send_allowed()
         await actions.do_chat_send(self.conversation, self.scope["user"], content, frame["client_id"], self.socket_id,
-                                   reply=self.send_frame, attachment_ids=attachment_ids)
+                                   reply=self.send_frame, attachment_ids=attachment_ids, allowed=self.check_send_allowed)
 
     async def on_run_stop(self, frame: dict[str, Any]) -> None:
         await actions.do_stop(self.conversation.id, frame.get("run_id"), by=self.scope["user"].get_username())

@@ -175,6 +175,21 @@ async def test_rate_limits_and_bad_requests_never_open_it(store, name):
     assert await one.state() == "half_open" and await one.before_call() is not None
 
 
+async def test_a_breaker_read_closed_with_the_claim_lets_only_that_first_call_skip_the_store(store, name):
+    """A worker reads every provider's breaker while it claims a run (one round trip): the run's
+    first call goes as the store would have let it then; every later call asks the store."""
+    one, two = store.pair(name, threshold=1, cooldown=30)
+    assert await one.store.closed_among([name]) == {name}
+    read = one.known_closed()
+    await two.record_failure(SERVER_ERROR, await two.before_call())  # another process opens it
+    assert await one.store.closed_among([name]) == set()
+    assert await refused(read) is None  # read closed an instant before it opened: that one call goes
+    assert await refused(read) is not None  # its retry asks the store, and is refused
+    assert await refused(one) is not None  # the shared breaker was never told to skip anything
+    await store.end_cooldown(name)
+    assert await one.store.closed_among([name]) == set()  # half-open is not closed: the trial is the store's to give
+
+
 async def test_the_cooldown_passes_on_redis_time(name):
     """Without moving any deadline by hand: open, then half-open once the cool-down has passed."""
     harness = Redis()
@@ -201,6 +216,7 @@ async def test_without_redis_each_process_falls_back_to_its_own_breaker_and_says
         await breaker.record_failure(SERVER_ERROR)
         error = await refused(breaker)  # and the local breaker still protects the provider
         assert await breaker.state() == "open"
+        assert await store.closed_among([name, "other"]) == {"other"}  # read from the local breakers
     await store.aclose()
     assert error is not None and error.code == "provider_unavailable"
     warnings = [r for r in caplog.records if r.name == "nous.breaker"]

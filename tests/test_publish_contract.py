@@ -71,6 +71,14 @@ async def test_a_delta_published_in_one_round_trip_reaches_a_group_member(member
     assert (await replay_log().read(run_id)).deltas == [(1, "Hello")]
 
 
+async def test_every_other_frame_is_one_publish_too_and_skips_the_socket_it_names(member, group_sends, fast_path_checked_afresh):
+    layer, channel, conversation_id, run_id = member
+    frame = {"type": "run.started", "run_id": run_id, "model": "test:"}
+    await publish.publish(conversation_id, frame, exclude="socket-1")
+    assert await asyncio.wait_for(layer.receive(channel), 5) == layer_event(conversation_id, frame, "socket-1")
+    assert group_sends == []  # not the layer's group_send, whose lock makes a process's frames wait in line
+
+
 async def test_without_the_private_api_deltas_go_through_group_send_with_one_warning(
     member, group_sends, fast_path_checked_afresh, monkeypatch, caplog
 ):

@@ -50,11 +50,13 @@ def check_content(content: str, client_id: str | None = None, allow_empty: bool 
 
 
 async def do_chat_send(conversation: Conversation, user: Any, content: str, client_id: str, socket_id: str,
-                       reply: Reply, attachment_ids: list[str] | None = None) -> None:
-    """A chat's `message.send`: the message, its attachments and its run stored together, then the run started."""
+                       reply: Reply, attachment_ids: list[str] | None = None,
+                       allowed: Callable[[], Awaitable[None]] | None = None) -> None:
+    """A chat's `message.send`: the message, its attachments and its run stored together, then the
+    run started. `allowed`: the send limit's check, made as the statement is built (`store_chat_send`)."""
     await refuse_when_full(client_id)
     try:
-        sent = await queueing.store_chat_send(conversation, user, content, client_id, attachment_ids)
+        sent = await queueing.store_chat_send(conversation, user, content, client_id, attachment_ids, allowed)
     except Busy:
         raise FrameError("busy", BUSY, client_id) from None
     created = {"type": "message.created", "message": sent.message.to_dict()}

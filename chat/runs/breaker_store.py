@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, Iterable
 
 import redis
 import redis.asyncio as aioredis
@@ -82,7 +82,15 @@ if not open_until then return {'closed', failures, 0} end
 if open_until > now then return {'open', failures, open_until - now} end
 return {'half_open', failures, 0}
 """
-SCRIPTS = {"acquire": ACQUIRE, "succeeded": SUCCEEDED, "failed": FAILED, "abandoned": ABANDONED, "snapshot": SNAPSHOT}
+# KEYS: several providers' hashes -> the keys of those whose circuit is closed (no open_until)
+CLOSED_AMONG = """
+local closed = {}
+for _, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'open_until') == 0 then table.insert(closed, key) end
+end
+return closed
+"""
+SCRIPTS = {"acquire": ACQUIRE, "succeeded": SUCCEEDED, "failed": FAILED, "abandoned": ABANDONED, "snapshot": SNAPSHOT, "closed_among": CLOSED_AMONG}
 UNREACHABLE = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -120,10 +128,12 @@ class RedisBreakerStore:
         if client is not None:
             await client.aclose()
 
-    async def _call(self, script: str, name: str, *args: object) -> Any:
-        """Run one script on the provider's key; raise if Redis cannot be reached (logged once)."""
+    async def _call(self, script: str, name: str, *args: object, names: Iterable[str] = ()) -> Any:
+        """Run one script on the provider's key (or the keys of `names`); raise if Redis cannot be
+        reached (logged once)."""
+        keys = [PREFIX + n for n in names] if names else [PREFIX + name]
         try:
-            reply = await self._scripts()[script](keys=[PREFIX + name], args=list(args))
+            reply = await self._scripts()[script](keys=keys, args=list(args))
         except UNREACHABLE:
             if self.reachable:
                 self.reachable = False
@@ -166,6 +176,14 @@ class RedisBreakerStore:
             return _snapshot(name, await self._call("snapshot", name))
         except UNREACHABLE:
             return await self.fallback.snapshot(name, policy)
+
+    async def closed_among(self, names: Iterable[str]) -> frozenset[str]:
+        names = list(names)
+        try:
+            keys = await self._call("closed_among", "", names=names)
+        except UNREACHABLE:
+            return await self.fallback.closed_among(names)
+        return frozenset(key[len(PREFIX):] for key in keys)
 
 
 def shared_breaker_states(url: str) -> list[dict[str, object]]:

@@ -11,7 +11,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import Agent, AgentConfigError, Finished, ProviderError, Retrying, RunError, TextDelta, ToolCall, ToolResult
+from agents.breaker import CircuitBreaker, breaker_for, closed_breakers
 from agents.events import ContextTrimmed, ModelFallback
+from agents.models import PROVIDERS, parse_model_id
 from chat.db import db_call
 from chat.runs import approvals, benchstamps, lifecycle
 from chat.runs.approvals import PauseForApproval
@@ -28,11 +30,27 @@ log = logging.getLogger("nous.runs")
 
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
-    claimed = await lifecycle.claim(run_id)
+    # The providers' breakers are read while the claim runs: no round trip of their own after it.
+    closed = asyncio.ensure_future(closed_breakers(PROVIDERS))
+    try:
+        claimed = await lifecycle.claim(run_id)
+    except BaseException:
+        closed.cancel()
+        raise
     if claimed is None:
+        closed.cancel()
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
-    await RunExecution(claimed).run()
+    await RunExecution(claimed, await _settled(closed)).run()
+
+
+async def _settled(closed: asyncio.Future[frozenset[str]]) -> frozenset[str]:
+    """The breakers read closed; none if the read failed (each call asks the store, as ever)."""
+    try:
+        return await closed
+    except Exception:
+        log.exception("reading the breakers failed")
+        return frozenset()
 
 
 def load_factor() -> float:
@@ -45,8 +63,9 @@ def load_factor() -> float:
 class RunExecution:
     """The streaming part of a run, with its stop watcher and heartbeat beside it."""
 
-    def __init__(self, claimed: lifecycle.ClaimedRun) -> None:
+    def __init__(self, claimed: lifecycle.ClaimedRun, closed_breakers: frozenset[str] = frozenset()) -> None:
         self.claimed = claimed
+        self.closed_breakers = closed_breakers  # read as the run was claimed
         self.run_id = claimed.run_id
         self.conversation_id = claimed.conversation_id
         self.coalescer = DeltaCoalescer(self._flush, settings.NOUS_COALESCE_CHARS, settings.NOUS_COALESCE_MS, load_factor)
@@ -108,7 +127,7 @@ class RunExecution:
             tools = tools_for(self.claimed.author_id, self.conversation_id, self.claimed.in_room, self.claimed.approval_tools)
             agent = Agent(self.claimed.model, instructions=self.claimed.instructions, model_settings=self.claimed.model_settings,  # type: ignore[arg-type]
                           tools=tools, approver=self._approve, fallback=self.claimed.fallback_models,
-                          context_windows=settings.NOUS_CONTEXT_WINDOWS)
+                          context_windows=settings.NOUS_CONTEXT_WINDOWS, breaker=self._breaker())
         except AgentConfigError as error:
             self.outcome = ("failed", ProviderError("provider_error", str(error)))
             return
@@ -123,6 +142,11 @@ class RunExecution:
                 await self._on_event(event)
         except PauseForApproval:
             self.outcome = ("waiting", self.transcript.paused_state())
+
+    def _breaker(self) -> CircuitBreaker:
+        """The model's breaker; read closed with the claim, its first call needs no round trip."""
+        breaker = breaker_for(parse_model_id(self.claimed.model)[0])
+        return breaker.known_closed() if breaker.name in self.closed_breakers else breaker
 
     async def _on_event(self, event: Any) -> None:
         match event:

@@ -13,6 +13,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 
 from chat.fanout import group_for, layer_event
 from chat.runs.hooks import run_ended
+from chat.runs.redis_client import redis_client
 from chat.runs.replay import FRAME_MARK, RedisReplayLog, replay_log
 from nous_site.metrics import DELTAS, RUNS
 
@@ -35,8 +36,16 @@ def fast_delta_path() -> bool:
 
 
 async def publish(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> None:
-    """Send one frame to every socket of a conversation (but the socket `exclude`), encoded once."""
-    await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame, exclude))
+    """Send one frame to every socket of a conversation (but the socket `exclude`), encoded once.
+
+    In production a plain PUBLISH on the loop's Redis pool (`doorbell`): the layer's own
+    group_send holds a lock per connection across each round trip, so a process's frames
+    queued behind one another."""
+    bell = doorbell(conversation_id, frame, exclude)
+    if bell is not None:
+        await redis_client().publish(*bell)
+    else:
+        await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame, exclude))
 
 
 def doorbell(conversation_id: Any, frame: dict[str, Any], exclude: str | None = None) -> tuple[str, bytes] | None:

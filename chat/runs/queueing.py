@@ -6,9 +6,10 @@ a run only when the AI is addressed. A run snapshots what it runs with when it i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
@@ -127,14 +128,28 @@ def refused_send(conversation: Conversation, client_id: str | None) -> SendResul
 
 
 async def store_chat_send(conversation: Conversation, user: Any, content: str, client_id: str,
-                          attachment_ids: list[str] | None = None) -> SendResult:
+                          attachment_ids: list[str] | None = None,
+                          allowed: Callable[[], Awaitable[None]] | None = None) -> SendResult:
     """`store_message_and_queue_run` from async code: on PostgreSQL (without attachments) its one
-    round trip runs on the event loop's own connection (`chat.pg`), elsewhere on a database thread."""
-    if attachment_ids or not pg.available():
-        return await db_call(store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
-    message, answer, run = _send_rows(conversation, user, content, client_id)
+    round trip runs on the event loop's own connection (`chat.pg`), elsewhere on a database thread.
+
+    `allowed` (the send limit's check, which raises to refuse) is awaited before anything is
+    stored; its round trip goes on while the statement is built."""
+    checking = asyncio.ensure_future(allowed()) if allowed is not None else None
     try:
-        titled = await store_sql.store_send_on_loop(message, answer, run, _title_from(content))
+        if checking is not None:
+            await asyncio.sleep(0)  # the check's request is on its way
+        prepared = None
+        if not attachment_ids and pg.available():
+            message, answer, run = _send_rows(conversation, user, content, client_id)
+            prepared = store_sql.SendStatement(message, answer, run, _title_from(content))
+    finally:
+        if checking is not None:
+            await checking  # refused: nothing is stored
+    if prepared is None:
+        return await db_call(store_message_and_queue_run)(conversation, user, content, client_id, attachment_ids)
+    try:
+        titled = await prepared.run_on_loop()
     except IntegrityError:
         return await db_call(refused_send)(conversation, client_id)
     message._prefetched_objects_cache = {"attachments": []}  # to_dict shows "none" without a query

@@ -99,19 +99,26 @@ def store_send(message: Message, answer: Message, run: AgentRun, title: str) -> 
     return read_result(message, answer, run, row, attached)
 
 
-async def store_send_on_loop(message: Message, answer: Message, run: AgentRun, title: str) -> bool:
-    """`store_send` on the event loop's own connection (`chat.pg`): no thread hop on the path to the
-    first token. Raises `IntegrityError` (Django's) as `store_send` does."""
-    sql, params = send_statement(message, answer, run, title)
-    try:
-        async with loop_connections().cursor() as cursor:
-            await cursor.execute(sql, params)
-            row = await cursor.fetchone()
-            cursor.nextset()
-            attached = await cursor.fetchone()
-    except psycopg.IntegrityError as error:
-        raise IntegrityError(str(error)) from error
-    return read_result(message, answer, run, row, attached)
+class SendStatement:
+    """`store_send` on the event loop's own connection (`chat.pg`), built first and run later (the
+    send limit's round trip goes on meanwhile): no thread hop on the path to the first token."""
+
+    def __init__(self, message: Message, answer: Message, run: AgentRun, title: str) -> None:
+        self.rows = message, answer, run
+        self.sql, self.params = send_statement(message, answer, run, title)
+
+    async def run_on_loop(self) -> bool:
+        """Store the rows; True if the conversation got its title. Raises `IntegrityError`
+        (Django's) as `store_send` does."""
+        try:
+            async with loop_connections().cursor() as cursor:
+                await cursor.execute(self.sql, self.params)
+                row = await cursor.fetchone()
+                cursor.nextset()
+                attached = await cursor.fetchone()
+        except psycopg.IntegrityError as error:
+            raise IntegrityError(str(error)) from error
+        return read_result(*self.rows, row, attached)
 
 
 def send_statement(message: Message, answer: Message, run: AgentRun, title: str) -> tuple[str, list[Any]]:
