@@ -128,10 +128,12 @@ class RedisBreakerStore:
         if client is not None:
             await client.aclose()
 
-    async def _call(self, script: str, name: str, *args: object, names: Iterable[str] = ()) -> Any:
-        """Run one script on the provider's key (or the keys of `names`); raise if Redis cannot be
-        reached (logged once)."""
-        keys = [PREFIX + n for n in names] if names else [PREFIX + name]
+    async def _call(self, script: str, name: str, *args: object) -> Any:
+        """Run one script on the provider's key; raise if Redis cannot be reached (logged once)."""
+        return await self._run(script, [PREFIX + name], *args)
+
+    async def _run(self, script: str, keys: list[str], *args: object) -> Any:
+        """Run one script on `keys` (`_call`'s, or several providers' at once)."""
         try:
             reply = await self._scripts()[script](keys=keys, args=list(args))
         except UNREACHABLE:
@@ -180,7 +182,7 @@ class RedisBreakerStore:
     async def closed_among(self, names: Iterable[str]) -> frozenset[str]:
         names = list(names)
         try:
-            keys = await self._call("closed_among", "", names=names)
+            keys = await self._run("closed_among", [PREFIX + name for name in names])
         except UNREACHABLE:
             return await self.fallback.closed_among(names)
         return frozenset(key[len(PREFIX):] for key in keys)

@@ -60,22 +60,25 @@ def doorbell(conversation_id: Any, frame: dict[str, Any], exclude: str | None = 
 
 async def publish_delta(conversation_id: str, run_id: str, seq: int, text: str) -> None:
     """Append a delta to the replay log, then send it: in one Redis round trip in production."""
-    frame = {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}
     DELTAS.inc()
-    # The layer's group_send sends one message at a time per connection, a round trip each, and
-    # deltas are most of the traffic: in production the PUBLISH rides with the replay log's append.
-    bell = doorbell(conversation_id, frame)
-    if bell is not None:
-        await replay_log().append(run_id, seq, text, then_publish=bell)
-    else:
-        await replay_log().append(run_id, seq, text)
-        await get_channel_layer().group_send(group_for(conversation_id), layer_event(conversation_id, frame))
+    await _logged(conversation_id, {"type": "run.delta", "run_id": run_id, "seq": seq, "text": text}, text)
 
 
 async def publish_run_frame(conversation_id: str, frame: dict[str, Any]) -> None:
     """A numbered run frame other than a delta (a tool call or result): logged, then sent."""
-    await replay_log().append(frame["run_id"], frame["seq"], FRAME_MARK + json.dumps(frame))
-    await publish(conversation_id, frame)
+    await _logged(conversation_id, frame, FRAME_MARK + json.dumps(frame))
+
+
+async def _logged(conversation_id: str, frame: dict[str, Any], entry: str) -> None:
+    """Append `entry` (frame `seq` of its run) to the replay log, then send `frame`. In production
+    the PUBLISH rides in the append's pipeline: one round trip (deltas are most of the traffic)."""
+    run_id, seq = frame["run_id"], frame["seq"]
+    bell = doorbell(conversation_id, frame)
+    if bell is not None:
+        await replay_log().append(run_id, seq, entry, then_publish=bell)
+    else:
+        await replay_log().append(run_id, seq, entry)
+        await publish(conversation_id, frame)
 
 
 async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:
