@@ -208,7 +208,14 @@ async def test_a_failed_answer_is_one_bubble_with_retry(browser, alice):
     # Retry regenerates the answer to the same message; it never stores the user's message again.
     # (A server without message.regenerate refuses it: the refusal shows in the bubble.)
     runs_before, users_before = await runs_and_users(conversation)
-    await answer.locator(".failure-retry").click()
+    # Clicked, and looked at in the same task (before any answer can come): the Retry is the
+    # branches' regenerate, so their Regenerate and Edit wait for its run as for their own.
+    controls_wait = await page.evaluate("""() => {
+        document.querySelector('.message[data-role="assistant"] .failure-retry').click();
+        const controls = [...document.querySelectorAll('.branch-bar button')];
+        return controls.length > 0 && controls.every(b => b.disabled);
+    }""")
+    assert controls_wait, "Edit and Regenerate stayed enabled while the Retry was in flight"
     deadline = time.monotonic() + 10
     while True:
         refused = await page.locator(".failure-note:visible").count()

@@ -114,14 +114,15 @@
     if (target) this.send({ type: "branch.select", message_id: target });
   };
 
-  /* A new answer to the same question (`id`: an answer, or a user message). */
+  /* A new answer to the same question (`id`: an answer, or a user message): the frame's
+   * client_id, or false if it was not sent (a run streams, or the page is not connected). */
   NousBranches.prototype.regenerate = function (id, record) {
     if (this.busy) return false;
     var ref = uuid();
     if (!this.send({ type: "message.regenerate", message_id: String(id), client_id: ref })) return false;
     this.refs[ref] = record || null;
     this.setBusy(true);
-    return true;
+    return ref;
   };
 
   NousBranches.prototype.openEditor = function (record) {
@@ -178,14 +179,15 @@
     return ours;
   };
 
-  NousBranches.prototype.handleError = function (frame) {
+  /* `quiet`: the refusal is shown elsewhere (a Retry's, in its bubble). */
+  NousBranches.prototype.handleError = function (frame, quiet) {
     if (!frame.ref || !Object.prototype.hasOwnProperty.call(this.refs, frame.ref)) return false;
     var record = this.refs[frame.ref];
     delete this.refs[frame.ref];
     this.busy = false;
     if (record && record.editor) record.editor.querySelector(".edit-save").disabled = false;
     this.refresh();
-    if (this.options.onError) this.options.onError(frame.message);
+    if (this.options.onError && !quiet) this.options.onError(frame.message);
     return true;
   };
 

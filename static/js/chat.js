@@ -82,7 +82,9 @@
   /* The failed-answer part (static/js/failed.js), the provenance button (static/js/provenance.js)
    * and the keyboard / screen-reader behaviour (static/js/a11y.js) of the bubbles. */
   var failedAnswers = window.NousFailed.create({
-    records: function () { return state; }, uuid: uuid, failureText: util.failureText, send: send,
+    records: function () { return state; }, failureText: util.failureText,
+    // Retry is the branches' regenerate: one sender, and their controls wait for its run too.
+    regenerate: function (id, record) { return branchUi.regenerate(id, record); },
   });
   var pageParts = { show: function (record) { failedAnswers.show(record); window.NousProvenance.show(record); } };
   var a11y = window.NousA11y.create({
@@ -223,7 +225,8 @@
     (frame.messages || []).forEach(function (m) { upsert(m); });
     older.showHasMore(frame.has_more);
     ui.empty.hidden = ui.list.children.length > 0;
-    if (branchUi.switched(frame) || failedAnswers.switched(frame)) {
+    var ours = branchUi.switched(frame);
+    if (failedAnswers.switched(frame) || ours) {
       expectRun(true);  // our regenerate or edit: its run.queued follows
       banner.hide();
     }
@@ -331,8 +334,11 @@
 
     "error": function (frame) {
       if (approvals.handleError(frame)) return;  // shown in the card of that tool call
+      if (failedAnswers.handleError(frame)) {  // a refused Retry, shown in its bubble
+        branchUi.handleError(frame, true);  // the branches' controls are free again
+        return;
+      }
       if (branchUi.handleError(frame)) return;  // a refused regenerate or edit
-      if (failedAnswers.handleError(frame)) return;  // a refused Retry, shown in its bubble
       if (composer.refused(frame)) return;  // the text is back in the input, the reason in the banner
       if (settings.handleError(frame)) return;  // shown under the settings form
       var ref = frame.ref;

@@ -5,8 +5,9 @@
  * `{"type": "message.regenerate", "message_id": <the failed answer's id>, "client_id"}`; a refusal
  * (an `error` whose ref is that client_id) is shown in the bubble. Server text by textContent only.
  *
- * `NousFailed.create({records, send, uuid, canRetry})`: `records()` gives the page's state
- * (`runs`), `send(frame)` returns false when not connected; `canRetry: false` (rooms) shows no Retry.
+ * `NousFailed.create({records, regenerate, canRetry})`: `records()` gives the page's state
+ * (`runs`), `regenerate(id, record)` sends the frame (the branches' own, so their controls wait
+ * too) and returns its client_id, or false if it was not sent; `canRetry: false` (rooms) shows no Retry.
  */
 (function (root) {
   "use strict";
@@ -73,14 +74,14 @@
 
     function regenerate(record) {
       var failure = record.failure;
-      var frame = { type: "message.regenerate", message_id: String(record.message.id), client_id: p.uuid() };
       failure.note.hidden = true;
-      if (!p.send(frame)) {
-        failure.note.textContent = "Not connected; try again in a moment.";
+      var ref = p.regenerate(String(record.message.id), record);
+      if (!ref) {
+        failure.note.textContent = "Not sent: the page is not connected, or an answer is being written; try again in a moment.";
         failure.note.hidden = false;
         return;
       }
-      retries[frame.client_id] = record;
+      retries[ref] = record;
       failure.retry.disabled = true;
       failure.retry.textContent = "Retrying…";
     }
