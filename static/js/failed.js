@@ -5,9 +5,9 @@
  * `{"type": "message.regenerate", "message_id": <the failed answer's id>, "client_id"}`; a refusal
  * (an `error` whose ref is that client_id) is shown in the bubble. Server text by textContent only.
  *
- * `NousFailed.create({records, regenerate, canRetry})`: `records()` gives the page's state
- * (`runs`), `regenerate(id, record)` sends the frame (the branches' own, so their controls wait
- * too) and returns its client_id, or false if it was not sent; `canRetry: false` (rooms) shows no Retry.
+ * `NousFailed.create({records, regenerate})`: `records()` gives the page's state (`runs`),
+ * `regenerate(id, record)` sends the frame (the branches' own, so their controls wait too) and
+ * returns its client_id, or false if it was not sent; without `regenerate` (rooms) there is no Retry.
  */
 (function (root) {
   "use strict";
@@ -51,7 +51,7 @@
       record.failure.box.hidden = false;
       record.el.classList.add("failed-answer");
       record.failure.text.textContent = errors[m.run_id] || "The answer failed.";
-      record.failure.retry.hidden = !m.id || p.canRetry === false;
+      record.failure.retry.hidden = !m.id || !p.regenerate;
     }
 
     function build(record) {

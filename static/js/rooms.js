@@ -129,8 +129,7 @@
   var toolLines = window.NousTools.create(function (runId) { return state.runs[runId] || null; });
   /* A failed answer is one bubble with its error (static/js/failed.js); Retry is the chat's. */
   var failedAnswers = window.NousFailed.create({
-    records: function () { return state; }, failureText: util.failureText, canRetry: false,
-    regenerate: function () { return false; },
+    records: function () { return state; }, failureText: util.failureText,
   });
   function upsert(message, where) {
     if (toolLines.stored(message)) return null;
