@@ -160,6 +160,7 @@ class Bench(RoomScenarios):
         merged.update(latencies(self.stack.stamps.read_new(), merged.pop("received", []), merged.pop("sends", [])))
         span = max(1e-3, t1 - t0)
         merged["cpu_pct"] = {role: round(100 * (c1[role] - c0[role]) / span, 1) for role in c0}
+        merged["cpu_s"] = {role: c1[role] - c0[role] for role in c0}
         merged["window"] = min(duration, span)
         self.fail_all(label, merged["errors"], merged["error_count"])
         if overload_ok and merged["late_count"]:
@@ -252,12 +253,14 @@ class Bench(RoomScenarios):
             self.close()
             self.verify(label, conv, warm_up["runs"] + m["runs"])
             out[label] = {"senders": senders, "first_delta_ms": pcts(m["first_delta"]), "send_to_emit_ms": pcts(m["send_emit"]),
-                          "send_to_created_ms": pcts(m["to_created"]), "send_to_started_ms": pcts(m["to_started"]), "runs": len(m["runs"])}
+                          "send_to_created_ms": pcts(m["to_created"]), "send_to_started_ms": pcts(m["to_started"]), "runs": len(m["runs"]),
+                          "cpu_ms_per_run": {role: round(1000 * secs / max(1, len(m["runs"])), 2) for role, secs in m["cpu_s"].items()}}
             f = out[label]
             self.log(f"send->first delta, {label}: p50/p99 {f['first_delta_ms']['p50']}/{f['first_delta_ms']['p99']} ms "
                      f"({f['first_delta_ms']['n']} runs); message.created {f['send_to_created_ms']['p50']}/{f['send_to_created_ms']['p99']}, "
                      f"run.started {f['send_to_started_ms']['p50']}/{f['send_to_started_ms']['p99']}, "
-                     f"model's first word {f['send_to_emit_ms']['p50']}/{f['send_to_emit_ms']['p99']}")
+                     f"model's first word {f['send_to_emit_ms']['p50']}/{f['send_to_emit_ms']['p99']}; "
+                     f"CPU ms per run {f['cpu_ms_per_run']}")
         return out
 
     def idle(self, n: int) -> dict[str, Any]:

@@ -112,6 +112,11 @@ def annotate(conversation_id: Any, messages: Iterable[dict[str, Any]]) -> None:
     for parent_id, id_ in rows.values_list("parent_id", "id"):
         groups[parent_id].append(str(id_))
     for m in nodes:
-        siblings = groups.get(int(m["parent_id"]) if m["parent_id"] else None, [])
-        if len(siblings) > 1 and m["id"] in siblings:
-            m["branch"] = {"index": siblings.index(m["id"]) + 1, "count": len(siblings), "siblings": siblings}
+        m["branch"] = branch_of(m["id"], groups.get(int(m["parent_id"]) if m["parent_id"] else None, []))
+
+
+def branch_of(message_id: str, siblings: list[str]) -> dict[str, Any] | None:
+    """A message's `branch` among its siblings (itself included, oldest first); None if it has none."""
+    if len(siblings) > 1 and message_id in siblings:
+        return {"index": siblings.index(message_id) + 1, "count": len(siblings), "siblings": siblings}
+    return None

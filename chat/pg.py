@@ -1,5 +1,5 @@
-"""PostgreSQL on the event loop: a few psycopg async connections per loop, for the statements on
-the path to the first token (a chat's store and a worker's claim).
+"""PostgreSQL on the event loop: a few psycopg async connections per loop, for the statements of a
+run's path (a chat's store, a worker's claim and a streamed run's end, `chat.runs.finish_sql`).
 
 Those statements are raw SQL already, one round trip each. Run through `chat.db` they cost two
 thread hops and Django's per-call bookkeeping besides, and the database thread competes with the

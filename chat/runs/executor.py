@@ -15,7 +15,7 @@ from agents.breaker import CircuitBreaker, breaker_for, closed_breakers
 from agents.events import ContextTrimmed, ModelFallback
 from agents.models import PROVIDERS, parse_model_id
 from chat.db import db_call
-from chat.runs import approvals, benchstamps, lifecycle
+from chat.runs import approvals, benchstamps, finish_sql, lifecycle
 from chat.runs.approvals import PauseForApproval
 from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
@@ -245,9 +245,9 @@ class RunExecution:
         RUN_SECONDS.labels(provider).observe(time.monotonic() - self.claimed_at)
         if error:
             RUN_ERRORS.labels(provider, error.get("code", "internal")).inc()
-        frame = await db_call(lifecycle.finish_run)(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
-                                                    first_token_at=self.first_token_at, retries=self.retries,
-                                                    fallback_model=self.fallback_model, trimmed_messages=self.trimmed_messages)
+        frame = await finish_sql.finish(self.run_id, status, self.coalescer.text, self.coalescer.seq, usage, error,
+                                        first_token_at=self.first_token_at, retries=self.retries,
+                                        fallback_model=self.fallback_model, trimmed_messages=self.trimmed_messages)
         if frame is None:
             log.warning("run %s had already been ended elsewhere", self.run_id)
             return

@@ -314,8 +314,8 @@ def finish_run(
 
 def provenance_of(run: AgentRun, ended_at: Any, fallback_model: str | None = None, trimmed_messages: int = 0) -> dict[str, Any]:
     """How an answer came to be, stored with it (and shown on demand by the page)."""
-    def ms(start: Any, end: Any) -> int | None:
-        return None if start is None or end is None else round((end - start).total_seconds() * 1000)
+    def ms(start: Any, end: Any) -> int | None:  # half up, as chat.runs.finish_sql computes it
+        return None if start is None or end is None else ((end - start) // timedelta(microseconds=1) + 500) // 1000
 
     usage = run.usage or {}
     ended: dict[str, Any] = {"status": run.status}
