@@ -87,6 +87,22 @@ def queue_or_fold(room_id: int, trigger: Message, participants: list[str]) -> st
     return None
 
 
+# Conversations known not to be a room's (a conversation's kind never changes), newest last.
+_CHATS: dict[str, None] = {}
+CHATS_REMEMBERED = 10_000
+
+
+def _followup_pending(conversation_id: str) -> bool | None:
+    """Whether the room has folded triggers waiting; None if the conversation is not a room's."""
+    return Room.objects.filter(conversation_id=conversation_id).values_list("followup_pending", flat=True).first()
+
+
+def _remember_chat(conversation_id: str) -> None:
+    _CHATS[conversation_id] = None
+    if len(_CHATS) > CHATS_REMEMBERED:
+        del _CHATS[next(iter(_CHATS))]  # the oldest: its next run end reads once more
+
+
 def take_followup(conversation_id: Any, participants: list[str]) -> str | None:
     """Start the folded follow-up run of a room, once: whoever clears the flag starts it."""
     room = Room.objects.select_related("conversation").filter(conversation_id=conversation_id, followup_pending=True).first()
@@ -107,8 +123,13 @@ def take_followup(conversation_id: Any, participants: list[str]) -> str | None:
 
 async def start_followup_after(conversation_id: str, frame: dict[str, Any]) -> None:
     """The run-end hook: a room's folded triggers get their one follow-up run now."""
-    if not await db_call(Room.objects.filter(conversation_id=conversation_id, followup_pending=True).exists)():
-        return  # every chat run ends here too: one indexed read
+    if conversation_id in _CHATS:
+        return  # every chat run ends here too: after its first, without a read
+    pending = await db_call(_followup_pending)(conversation_id)
+    if pending is None:
+        _remember_chat(conversation_id)
+    if not pending:
+        return
     run_id = await db_call(take_followup)(conversation_id, await participants(conversation_id))
     if run_id is not None:
         await submit_run(conversation_id, run_id)

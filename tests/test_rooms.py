@@ -278,3 +278,21 @@ async def test_a_member_the_owner_removes_is_shut_out_at_once(alice, bob, rooms)
     assert (await b.communicator.receive_output(2))["code"] == 4403
     assert (await a.recv_until("presence"))[0]["participants"] == ["alice"]
     assert await refusal(bob, f"/ws/rooms/{private.slug}/") == 4403
+
+
+async def test_a_chats_run_ends_ask_once_whether_it_is_a_room(alice, conversation, monkeypatch):
+    """The follow-up hook runs at every run's end; a chat's (a conversation's kind never changes)
+    is read once, a room's flag at every end, so a room's folded triggers are never skipped."""
+    from rooms import ai
+
+    reads = []
+    read = ai._followup_pending
+    monkeypatch.setattr(ai, "_followup_pending", lambda conversation_id: reads.append(conversation_id) or read(conversation_id))
+    monkeypatch.setattr(ai, "_CHATS", {})
+    for _ in range(3):
+        await ai.start_followup_after(str(conversation.id), {})
+    assert reads == [str(conversation.id)]
+    room = await sync_to_async(create_room)(alice, "Follow-ups", model="test:")
+    for _ in range(2):
+        await ai.start_followup_after(str(room.conversation_id), {})
+    assert reads.count(str(room.conversation_id)) == 2
