@@ -8,8 +8,9 @@ Rooms stay linear: their messages have no parent and are all on the branch.
 
 Every change of the branches locks the conversation's row for the rest of its transaction, and
 takes that lock *after* inserting its run, if it has one: the insert may wait for a run that is
-ending, and `finish_run` updates the conversation's row after ending its run, so the other order
-could deadlock. A branch switch takes the lock, then refuses while a run is active.
+ending, and `finish_run` (and its one statement, `chat.runs.finish_sql`) updates the conversation's
+row after ending its run, so the other order could deadlock. A branch switch takes the lock, then
+refuses while a run is active.
 """
 
 from __future__ import annotations

@@ -31,13 +31,13 @@ def orm_path_refused(monkeypatch):
 
 
 @sync_to_async
-def stored_frame_parts(run_id: str) -> tuple[AgentRun, dict, dict]:
+def stored_frame_parts(run_id: str, fallback_model: str | None = None, trimmed_messages: int = 0) -> tuple[AgentRun, dict, dict]:
     """The run, its answer as `finish_run` would show it, and the provenance it would have computed."""
     run = AgentRun.objects.select_related("conversation").get(id=run_id)
     message = Message.objects.get(id=run.message_id).to_dict()
     if run.conversation.kind == Conversation.Kind.CHAT:
         branches.annotate(run.conversation_id, [message])
-    return run, message, lifecycle.provenance_of(run, run.finished_at, "anthropic:claude-sonnet-4-5", 2)
+    return run, message, lifecycle.provenance_of(run, run.finished_at, fallback_model, trimmed_messages)
 
 
 async def claimed_send(conversation, user, text: str) -> str:
@@ -53,7 +53,7 @@ async def test_a_completed_answer_is_stored_and_framed_as_finish_run_does(alice,
     frame = await finish_sql.finish(run_id, "completed", "Hi there", 3, USAGE, first_token_at=first_token_at, retries=1,
                                     fallback_model="anthropic:claude-sonnet-4-5", trimmed_messages=2)
 
-    run, message, provenance = await stored_frame_parts(run_id)
+    run, message, provenance = await stored_frame_parts(run_id, "anthropic:claude-sonnet-4-5", 2)
     assert run.status == "completed" and run.last_seq == 3 and run.usage == USAGE and run.retries == 1
     assert run.first_token_at == first_token_at
     assert message["content"] == "Hi there" and message["status"] == "complete" and message["usage"] == USAGE
@@ -71,7 +71,7 @@ async def test_a_stopped_answer_keeps_its_text_and_says_who_stopped_it(alice, co
     frame = await finish_sql.finish(run_id, "stopped", "Half an ans", 2, None, fallback_model="anthropic:claude-sonnet-4-5",
                                     trimmed_messages=2)
 
-    run, message, provenance = await stored_frame_parts(run_id)
+    run, message, provenance = await stored_frame_parts(run_id, "anthropic:claude-sonnet-4-5", 2)
     assert run.status == "stopped" and message["status"] == "stopped" and message["content"] == "Half an ans"
     assert message["provenance"] == provenance and provenance["ended"] == {"status": "stopped", "by": "alice"}
     assert frame == {"type": "run.stopped", "run_id": run_id, "seq": 2, "conversation_id": str(conversation.id), "message": message}
@@ -105,9 +105,30 @@ async def test_a_room_answer_has_no_branches(alice):
     assert frame["message"] == stored and stored["branch"] is None and stored["parent_id"] is None
 
 
+async def test_a_stop_with_no_one_named_says_so(alice, conversation, orm_path_refused):
+    run_id = await claimed_send(conversation, alice, "hello")
+    frame = await finish_sql.finish(run_id, "stopped", "Half", 1)
+    _, message, provenance = await stored_frame_parts(run_id)
+    assert frame["message"] == message and message["provenance"] == provenance
+    assert provenance["ended"] == {"status": "stopped", "by": None}
+
+
+async def test_a_resumed_run_keeps_its_first_token_time(alice, conversation, orm_path_refused):
+    """A run that waited for an approval streams on without a first token of its own."""
+    run_id = await claimed_send(conversation, alice, "hello")
+    run = await AgentRun.objects.aget(id=run_id)
+    await AgentRun.objects.filter(id=run_id).aupdate(first_token_at=run.created_at + timedelta(milliseconds=40))
+    await finish_sql.finish(run_id, "completed", "After the approval", 4, USAGE, first_token_at=None)
+    run, message, provenance = await stored_frame_parts(run_id)
+    assert run.first_token_at == run.created_at + timedelta(milliseconds=40)
+    assert message["provenance"] == provenance and provenance["time_to_first_token_ms"] == 40
+
+
 async def test_a_run_ended_elsewhere_is_not_ended_again(alice, conversation):
     run_id = await claimed_send(conversation, alice, "hello")
-    assert await finish_sql.finish(run_id, "stopped", "Half", 1) is not None
-    assert await finish_sql.finish(run_id, "completed", "Whole answer", 5, USAGE) is None  # the race's loser
+    first = await finish_sql.finish(run_id, "completed", "Whole answer", 5, USAGE)
+    assert await finish_sql.finish(run_id, "stopped", "Half", 1) is None  # the race's loser changes nothing
     run, message, _ = await stored_frame_parts(run_id)
-    assert run.status == "stopped" and message["content"] == "Half" and run.usage is None
+    assert run.status == "completed" and run.last_seq == 5 and message == first["message"]
+    await conversation.arefresh_from_db()
+    assert (conversation.input_tokens, conversation.output_tokens) == (12, 34)  # counted once

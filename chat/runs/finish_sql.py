@@ -26,12 +26,13 @@ from chat.models import AgentRun, Conversation, Message
 from chat.runs.lifecycle import finish_run
 
 _ACTIVE = ", ".join(f"'{status}'" for status in AgentRun.ACTIVE)
+_NODE_ROLES = ", ".join(f"'{role}'" for role in branches.NODE_ROLES)
 _MESSAGE_STATUS = {AgentRun.Status.COMPLETED: Message.Status.COMPLETE, AgentRun.Status.STOPPED: Message.Status.STOPPED}
 
 
 def _ms(end: str, start: str) -> str:
     """SQL for `provenance_of`'s milliseconds between two timestamps (half up; NULL if either is)."""
-    return f"floor(extract(epoch FROM {end} - {start}) * 1000 + 0.5)::int"
+    return f"floor(extract(epoch FROM {end} - {start}) * 1000 + 0.5)::bigint"
 
 
 FINISH_SQL = f"""
@@ -40,7 +41,7 @@ WITH ended AS (
     SET status = %(status)s, finished_at = %(now)s, last_seq = %(seq)s, usage = %(usage)s::jsonb, error_code = '',
         error_message = '', retries = %(retries)s, first_token_at = coalesce(%(first_token_at)s, first_token_at)
     WHERE id = %(id)s AND status IN ({_ACTIVE}) AND message_id IS NOT NULL
-    RETURNING conversation_id, message_id, model, status, created_at, started_at, first_token_at, usage, retries, stopped_by
+    RETURNING id, conversation_id, message_id, model, status, created_at, started_at, first_token_at, usage, retries, stopped_by
 ), answer AS (
     UPDATE {Message._meta.db_table} m
     SET content = %(content)s, status = %(message_status)s, usage = ended.usage, provenance = jsonb_build_object(
@@ -56,18 +57,18 @@ WITH ended AS (
                       THEN jsonb_build_object('status', ended.status, 'by', nullif(ended.stopped_by, ''))
                       ELSE jsonb_build_object('status', ended.status) END)
     FROM ended WHERE m.id = ended.message_id
-    RETURNING m.id, m.conversation_id, m.client_id, m.parent_id, m.run_id, m.created_at, m.provenance
-), touched AS (
+    RETURNING m.id, m.conversation_id, m.client_id, m.parent_id, ended.id AS run_id, m.created_at, m.provenance
+), touched AS (  -- after the answer (FROM answer): the lock order of finish_run
     UPDATE {Conversation._meta.db_table} c
     SET input_tokens = c.input_tokens + %(input_tokens)s, output_tokens = c.output_tokens + %(output_tokens)s, updated_at = %(now)s
-    FROM ended WHERE c.id = ended.conversation_id AND %(has_usage)s
+    FROM answer WHERE c.id = answer.conversation_id AND %(has_usage)s
 )
 SELECT answer.id, answer.client_id, answer.parent_id, answer.run_id, answer.created_at, answer.provenance, answer.conversation_id,
        conversation.kind,
        CASE WHEN conversation.kind = '{Conversation.Kind.CHAT}' AND answer.parent_id IS NOT NULL THEN (
            SELECT json_agg(sibling.id ORDER BY sibling.id) FROM {Message._meta.db_table} sibling
            WHERE sibling.conversation_id = answer.conversation_id AND sibling.parent_id = answer.parent_id
-             AND sibling.role IN ({", ".join(f"'{role}'" for role in branches.NODE_ROLES)})
+             AND sibling.role IN ({_NODE_ROLES})
        ) END
 FROM answer JOIN {Conversation._meta.db_table} conversation ON conversation.id = answer.conversation_id
 """
@@ -77,7 +78,7 @@ async def finish(run_id: str, status: str, content: str, seq: int, usage: dict[s
                  error: dict[str, Any] | None = None, first_token_at: Any = None, retries: int = 0,
                  fallback_model: str | None = None, trimmed_messages: int = 0) -> dict[str, Any] | None:
     """`finish_run` from a worker's loop, as one statement where it can be (see the module)."""
-    if status in _MESSAGE_STATUS and pg.available():
+    if status in _MESSAGE_STATUS and error is None and pg.available():
         params = {"id": run_id, "status": status, "now": timezone.now(), "seq": seq, "content": content,
                   "message_status": _MESSAGE_STATUS[status], "usage": None if usage is None else json.dumps(usage),
                   "retries": retries, "first_token_at": first_token_at, "fallback_model": fallback_model,
