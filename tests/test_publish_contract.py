@@ -95,3 +95,15 @@ async def test_without_the_private_api_deltas_go_through_group_send_with_one_war
         " deltas go through group_send, one more round trip each"
     ]
     assert (await replay_log().read(run_id)).text == "Hello"
+
+
+async def test_a_runs_end_is_recorded_and_published_in_one_round_trip(member, group_sends, fast_path_checked_afresh, monkeypatch):
+    layer, channel, conversation_id, run_id = member
+    published = []
+    monkeypatch.setattr(publish, "publish", lambda *args, **kwargs: published.append(args))  # a second round trip
+    frame = {"type": "run.stopped", "run_id": run_id, "seq": 0, "conversation_id": conversation_id, "message": {"content": ""}}
+    await publish.publish_end(conversation_id, frame)
+    assert await asyncio.wait_for(layer.receive(channel), 5) == layer_event(conversation_id, frame)
+    assert published == [] and group_sends == []
+    assert (await replay_log().read(run_id)).end == frame  # recorded: a resume after this gets it
+    await redis_client().delete(f"nous:run:{run_id}:end")

@@ -82,8 +82,13 @@ async def _logged(conversation_id: str, frame: dict[str, Any], entry: str) -> No
 
 
 async def publish_end(conversation_id: str, frame: dict[str, Any]) -> None:
-    """Record the terminal frame (so a late resume still gets it), then send it."""
-    await replay_log().finish(frame["run_id"], frame)
-    await publish(conversation_id, frame)
+    """Record the terminal frame (so a late resume still gets it), then send it: in one Redis
+    round trip in production (the PUBLISH in the record's transaction, after it)."""
+    bell = doorbell(conversation_id, frame)
+    if bell is not None:
+        await replay_log().finish(frame["run_id"], frame, then_publish=bell)
+    else:
+        await replay_log().finish(frame["run_id"], frame)
+        await publish(conversation_id, frame)
     RUNS.labels(frame["type"].split(".", 1)[1]).inc()
     await run_ended(str(conversation_id), frame)

@@ -111,12 +111,15 @@ class RedisReplayLog:
         if length != seq:  # the list expired or was flushed mid-run: the ledger is broken
             raise ReplayLogBroken(f"replay log of {run_id} has {length} deltas, expected {seq}")
 
-    async def finish(self, run_id: str, frame: dict[str, Any]) -> None:
+    async def finish(self, run_id: str, frame: dict[str, Any], then_publish: tuple[str, bytes] | None = None) -> None:
+        """Record the terminal frame; then, in the same round trip, PUBLISH `(channel, payload)` if given."""
         deltas, end = self._keys(run_id)
         ttl = settings.NOUS_REPLAY_TTL_SECS
         async with redis_client().pipeline(transaction=True) as pipe:
             pipe.set(end, json.dumps(frame), ex=ttl)
             pipe.expire(deltas, ttl)
+            if then_publish is not None:
+                pipe.publish(*then_publish)
             await pipe.execute()
 
     async def read(self, run_id: str, after_seq: int = 0) -> Replay | None:
