@@ -74,7 +74,7 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
         "only": only, "tps": args.tps, "words": args.words, "start_rate": args.start_rate, "clients": args.clients, "users": 100,
         "levels": [int(s) for s in (args.streams or ("1,50,200" if q else "1,100,500")).split(",")],
         "window": args.window or (5.0 if q else 6.0), "warm": args.warm or (2.0 if q else 3.0),
-        "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": args.first_rounds or (10 if q else 16), "first_parts": ["one sender", "20 senders"],
+        "knee_steps": 1 if q else 3, "knee_max": 1500, "first_rounds": args.first_rounds or (10 if q else 16), "first_parts": ["one sender", "20 senders", "20 back to back"],
         "idle": args.idle or (1000 if q else 10000), "idle_budget": args.idle_budget or (30.0 if q else 90.0),
         "idle_concurrency": 16, "fault_streams": 10 if q else 40,
         "room_sizes": [int(s) for s in (args.room_sizes or ("10,50,200" if q else "10,100,500")).split(",")],

@@ -129,6 +129,12 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
 
     out.append(("send->first delta p50/p99 ms, one sender", "< 10 / < 30", first("one sender", lambda f: f["p50"] < 10 and f["p99"] < 30)))
     out.append(("send->first delta p50/p99 ms, 20 senders", "p99 < 100", first("20 senders", lambda f: f["p99"] < 100)))
+
+    def back_to_back(r: dict[str, Any]) -> tuple[str, bool | None]:
+        b = _get(r, "first_delta", "20 back to back")
+        return (f"{_fmt(b['first_delta_ms']['p50'], b['first_delta_ms']['p99'])} ({b['runs_per_s']} runs/s)" if b else "-"), None
+
+    out.append(("send->first delta p50/p99 ms, 20 chats back to back", "", back_to_back))
     out.append(("  of which send->model start p50/p99 ms, 20 senders", "", lambda r: (_fmt(
         _get(r, "first_delta", "20 senders", "send_to_emit_ms", "p50"), _get(r, "first_delta", "20 senders", "send_to_emit_ms", "p99")), None)))
 

@@ -261,6 +261,24 @@ class Bench(RoomScenarios):
                      f"run.started {f['send_to_started_ms']['p50']}/{f['send_to_started_ms']['p99']}, "
                      f"model's first word {f['send_to_emit_ms']['p50']}/{f['send_to_emit_ms']['p99']}; "
                      f"CPU ms per run {f['cpu_ms_per_run']}")
+        if "20 back to back" in o.first_parts:
+            out["20 back to back"] = self.back_to_back(model, 20)
+        return out
+
+    def back_to_back(self, model: str, n: int) -> dict[str, Any]:
+        """n chats, each sending again as soon as its short answer ended: starts among ends, as under
+        a steady load of short answers (the rounds above keep the two apart)."""
+        label = f"{n} back to back"
+        conv = self.conversations(n, model)
+        self.open(label, conv, model)
+        m = self.chat(label, conv, warm=1.0, duration=self.opts.window, drain=2.0, run_timeout=30)
+        self.close()
+        self.verify(label, conv, m["runs"])
+        out = {"chats": n, "first_delta_ms": pcts(m["first_delta"]), "runs": len(m["runs"]), "runs_per_s": round(len(m["runs"]) / m["window"], 1),
+               "cpu_ms_per_run": {role: round(1000 * secs / max(1, len(m["runs"])), 2) for role, secs in m["cpu_s"].items()}}
+        f = out["first_delta_ms"]
+        self.log(f"send->first delta, {label}: p50/p99 {f['p50']}/{f['p99']} ms ({f['n']} runs), {out['runs_per_s']} runs/s; "
+                 f"CPU ms per run {out['cpu_ms_per_run']}")
         return out
 
     def idle(self, n: int) -> dict[str, Any]:
