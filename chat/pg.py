@@ -14,6 +14,7 @@ Everything else keeps using the ORM on the database threads. Only PostgreSQL has
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import weakref
 from contextlib import asynccontextmanager
@@ -79,6 +80,12 @@ class LoopConnections:
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopConnections] = weakref.WeakKeyDictionary()
+
+
+def loaded_json(value: Any) -> Any:
+    """A json or jsonb column's value as Python: Django's adapters (these connections' too) hand
+    JSON over as text, for JSONField to decode."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def loop_connections() -> LoopConnections:

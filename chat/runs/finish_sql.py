@@ -93,18 +93,14 @@ async def finish(run_id: str, status: str, content: str, seq: int, usage: dict[s
                                      fallback_model=fallback_model, trimmed_messages=trimmed_messages)
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value  # Django's adapters load JSON as text
-
-
 def _frame(status: str, content: str, seq: int, usage: dict[str, int] | None, row: tuple[Any, ...]) -> dict[str, Any]:
     """The terminal frame `finish_run` would return, from the statement's row."""
     answer_id, client_id, parent_id, answer_run_id, created_at, provenance, conversation_id, kind, siblings = row
     answer = Message(id=answer_id, role=Message.Role.ASSISTANT, content=content, client_id=client_id, status=_MESSAGE_STATUS[status],
-                     usage=usage, run_id=answer_run_id, provenance=_json(provenance), parent_id=parent_id, created_at=created_at)
+                     usage=usage, run_id=answer_run_id, provenance=pg.loaded_json(provenance), parent_id=parent_id, created_at=created_at)
     message = answer.to_dict()
     if kind == Conversation.Kind.CHAT:
-        message["branch"] = branches.branch_of(message["id"], [str(i) for i in _json(siblings) or ()])
+        message["branch"] = branches.branch_of(message["id"], [str(i) for i in pg.loaded_json(siblings) or ()])
     frame: dict[str, Any] = {"type": f"run.{status}", "run_id": str(answer_run_id), "seq": seq, "conversation_id": str(conversation_id),
                              "message": message}
     if status == AgentRun.Status.COMPLETED:

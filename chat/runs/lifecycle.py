@@ -162,9 +162,8 @@ def _claim_returning(run_id: str, worker: str, now: Any) -> dict[str, Any] | Non
 
 def _claim_row(row: tuple[Any, ...]) -> dict[str, Any]:
     run = dict(zip((*CLAIM_FIELDS, "history"), row[: len(CLAIM_FIELDS) + 1], strict=True))
-    for name in JSON_FIELDS:  # Django has psycopg hand jsonb and json over as text (JSONField decodes it)
-        if isinstance(run[name], str):
-            run[name] = json.loads(run[name])
+    for name in JSON_FIELDS:
+        run[name] = pg.loaded_json(run[name])
     return run
 
 

@@ -14,7 +14,6 @@ it (`Busy`), `(conversation, client_id)` a resend.
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from typing import Any
 
@@ -25,7 +24,7 @@ from django.db.models.sql import InsertQuery
 
 from chat import branches
 from chat.models import AgentRun, Conversation, Message
-from chat.pg import loop_connections
+from chat.pg import loaded_json, loop_connections
 
 # (model, RETURNING, each field's expression SQL or None for a plain value) -> the INSERT's SQL
 _COMPILED: dict[tuple[Any, ...], str] = {}
@@ -152,5 +151,5 @@ def read_result(message: Message, answer: Message, run: AgentRun, row: Any, atta
     message.id, answer.id = row[0], row[1]
     message.parent_id, answer.parent_id = parent_id, message.id
     run.trigger_message_id, run.message_id, run.model, run.instructions = row[:4]
-    run.model_settings, run.approval_tools, run.fallback_models = (json.loads(v) if isinstance(v, str) else v for v in row[4:7])
+    run.model_settings, run.approval_tools, run.fallback_models = map(loaded_json, row[4:7])
     return not row[7]
