@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 from bench.clients import DRAIN_CAP
+from bench.first import FirstDeltaScenarios
 from bench.pool import ClientPool
 from bench.report import pcts
 from bench.rooms import RoomScenarios
@@ -54,7 +55,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-class Bench(RoomScenarios):
+class Bench(FirstDeltaScenarios, RoomScenarios):
     def __init__(self, stack: Stack, pool: ClientPool, opts: Any) -> None:
         self.stack, self.pool, self.opts = stack, pool, opts
         self.users = make_users(opts.users)
@@ -160,7 +161,7 @@ class Bench(RoomScenarios):
         merged.update(latencies(self.stack.stamps.read_new(), merged.pop("received", []), merged.pop("sends", [])))
         span = max(1e-3, t1 - t0)
         merged["cpu_pct"] = {role: round(100 * (c1[role] - c0[role]) / span, 1) for role in c0}
-        merged["cpu_s"] = {role: c1[role] - c0[role] for role in c0}
+        merged["cpu_ms_per_run"] = {role: round(1000 * (c1[role] - c0[role]) / max(1, len(merged["runs"])), 2) for role in c0}
         merged["window"] = min(duration, span)
         self.fail_all(label, merged["errors"], merged["error_count"])
         if overload_ok and merged["late_count"]:
@@ -232,53 +233,6 @@ class Bench(RoomScenarios):
                  f"{m['stopped_by_client']} still going at the end (stopped), {m['late_ends']} of them ended only via resume "
                  f"(socket backlog > {DRAIN_CAP:.0f} s); added p50/p99 of seq 1-2 only "
                  f"{out['added_ms_seq_1_2']['p50']}/{out['added_ms_seq_1_2']['p99']}")
-        return out
-
-    def first_delta(self) -> dict[str, Any]:
-        """message.send -> first run.delta. The test model's first word comes at once, then one every 1/tps s."""
-        o = self.opts
-        model = f"test:tps={o.tps},words=10"
-        out = {}
-        run_secs = 10 / o.tps
-        for label, senders, rounds, period in (("one sender", 1, o.first_rounds, run_secs + 0.15),
-                                               ("20 senders", 20, o.first_rounds // 2, run_secs + 0.3)):
-            if label not in o.first_parts:
-                continue
-            conv = self.conversations(senders, model)
-            self.open(label, conv, model)
-            self.log(f"send->first delta, {label}: {rounds} rounds after one warm-up round")
-            # The warm-up round opens the servers' database connections; it is checked, not counted.
-            warm_up = self.chat(label, conv, max_runs=1, run_timeout=30)
-            m = self.chat(label, conv, max_runs=rounds, period=period, run_timeout=30)
-            self.close()
-            self.verify(label, conv, warm_up["runs"] + m["runs"])
-            out[label] = {"senders": senders, "first_delta_ms": pcts(m["first_delta"]), "send_to_emit_ms": pcts(m["send_emit"]),
-                          "send_to_created_ms": pcts(m["to_created"]), "send_to_started_ms": pcts(m["to_started"]), "runs": len(m["runs"]),
-                          "cpu_ms_per_run": {role: round(1000 * secs / max(1, len(m["runs"])), 2) for role, secs in m["cpu_s"].items()}}
-            f = out[label]
-            self.log(f"send->first delta, {label}: p50/p99 {f['first_delta_ms']['p50']}/{f['first_delta_ms']['p99']} ms "
-                     f"({f['first_delta_ms']['n']} runs); message.created {f['send_to_created_ms']['p50']}/{f['send_to_created_ms']['p99']}, "
-                     f"run.started {f['send_to_started_ms']['p50']}/{f['send_to_started_ms']['p99']}, "
-                     f"model's first word {f['send_to_emit_ms']['p50']}/{f['send_to_emit_ms']['p99']}; "
-                     f"CPU ms per run {f['cpu_ms_per_run']}")
-        if "20 back to back" in o.first_parts:
-            out["20 back to back"] = self.back_to_back(model, 20)
-        return out
-
-    def back_to_back(self, model: str, n: int) -> dict[str, Any]:
-        """n chats, each sending again as soon as its short answer ended: starts among ends, as under
-        a steady load of short answers (the rounds above keep the two apart)."""
-        label = f"{n} back to back"
-        conv = self.conversations(n, model)
-        self.open(label, conv, model)
-        m = self.chat(label, conv, warm=1.0, duration=self.opts.window, drain=2.0, run_timeout=30)
-        self.close()
-        self.verify(label, conv, m["runs"])
-        out = {"chats": n, "first_delta_ms": pcts(m["first_delta"]), "runs": len(m["runs"]), "runs_per_s": round(len(m["runs"]) / m["window"], 1),
-               "cpu_ms_per_run": {role: round(1000 * secs / max(1, len(m["runs"])), 2) for role, secs in m["cpu_s"].items()}}
-        f = out["first_delta_ms"]
-        self.log(f"send->first delta, {label}: p50/p99 {f['p50']}/{f['p99']} ms ({f['n']} runs), {out['runs_per_s']} runs/s; "
-                 f"CPU ms per run {out['cpu_ms_per_run']}")
         return out
 
     def idle(self, n: int) -> dict[str, Any]:
