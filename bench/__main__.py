@@ -34,6 +34,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["production", "embedded", "both"], default="both")
     p.add_argument("--server", choices=["uvicorn", "daphne"], help="the ASGI server (default uvicorn, plus a Daphne comparison)")
+    p.add_argument("--ws", choices=["wsproto", "websockets", "websockets-sansio"], default="wsproto",
+                   help="uvicorn's websocket implementation (default wsproto)")
+    p.add_argument("--pg-url", help="the PostgreSQL database of production mode (default postgres://postgres@127.0.0.1:5432/nous_bench)")
+    p.add_argument("--redis-url", help="the Redis database of production mode (default redis://127.0.0.1:6379/5)")
     p.add_argument("--layer", choices=["pubsub", "core"], help="the channel layer (default pubsub, plus a core comparison)")
     p.add_argument("--no-variants", action="store_true", help="skip the Daphne and core-layer comparisons")
     p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
@@ -86,7 +90,8 @@ def plans(args: argparse.Namespace) -> list[dict[str, Any]]:
     bad = [e for e in args.env if "=" not in e]
     if bad:
         sys.exit(f"--env wants NAME=VALUE, got {bad[0]!r}")
-    common = {"asgi": args.asgi, "workers": args.workers, "concurrency": args.concurrency, "db_conn_max_age": args.db_conn_max_age,
+    common = {"asgi": args.asgi, "workers": args.workers, "concurrency": args.concurrency, "db_conn_max_age": args.db_conn_max_age, "ws": args.ws,
+              **({"pg_url": args.pg_url} if args.pg_url else {}), **({"redis_url": args.redis_url} if args.redis_url else {}),
               "extra_env": dict(e.split("=", 1) for e in args.env)}
     modes = ["production", "embedded"] if args.mode == "both" else [args.mode]
     out = []

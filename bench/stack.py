@@ -98,6 +98,7 @@ class StackConfig:
     mode: str = "production"  # production | embedded
     server: str = "uvicorn"  # uvicorn | daphne
     layer: str = "pubsub"  # pubsub | core (production only)
+    ws: str = "wsproto"  # uvicorn's websocket implementation: wsproto | websockets | websockets-sansio
     asgi: int = 2  # ASGI processes (production); the embedded default always has one
     workers: int = 2  # Celery worker processes
     concurrency: int = 300  # runs per worker at once (NOUS_WORKER_RUNS)
@@ -227,7 +228,7 @@ class Stack:
             return [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096", "-v", "0",
                     "--websocket-max-message-size", "65536", "nous_site.asgi:application"]
         return [sys.executable, "-m", "uvicorn", "nous_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                "--ws", "wsproto", "--ws-per-message-deflate", "false", "--ws-max-size", "65536", "--lifespan", "off",
+                "--ws", self.cfg.ws, "--ws-per-message-deflate", "false", "--ws-max-size", "65536", "--lifespan", "off",
                 "--backlog", "4096", "--log-level", "warning", "--no-access-log"]
 
     def start_asgi(self, i: int, wait: bool = True) -> None:

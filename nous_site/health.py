@@ -19,6 +19,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from nous_site.redis_urls import redis_py_url
+
 log = logging.getLogger("nous.health")
 
 REDIS_TIMEOUT_SECS = 1.0
@@ -56,7 +58,7 @@ def check_broker() -> dict[str, Any]:
     url = settings.CELERY_BROKER_URL
     if url.startswith("memory://"):
         return {"status": NOT_USED, "detail": "runs execute in the ASGI process"}
-    ping_redis(url)
+    ping_redis(redis_py_url(url))
     return {"status": OK, "backend": "redis"}
 
 

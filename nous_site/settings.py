@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from nous_site.redis_urls import broker_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -251,7 +253,7 @@ else:
     # work with this layer in Channels 4.3, and the hub's is the only channel in use.)
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = broker_url(REDIS_URL) if REDIS_URL else "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # Early acknowledgement (Celery's default), on purpose: a run whose worker dies is never

@@ -1,7 +1,9 @@
 """/healthz answers while the process does; /readyz names what is down and answers 503."""
 
+import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from django.db import OperationalError
@@ -114,3 +116,45 @@ def test_readyz_does_not_hang_on_a_redis_that_never_answers(monkeypatch):
             health.ping_redis(url)
         assert time.monotonic() - started < 2
     assert "Timeout" in type(raised.value).__name__
+
+
+@pytest.fixture
+def redis_on_a_socket(tmp_path):
+    """A Redis server of its own, listening on a Unix socket only."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("redis-server"):
+        skip_or_fail("redis-server is not installed")
+    path = tmp_path / "redis.sock"
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield path
+    server.terminate()
+    server.wait(10)
+
+
+def test_redis_on_a_unix_socket_serves_the_broker_too(redis_on_a_socket):
+    # REDIS_URL may name a socket (one machine: no TCP stack on each message). Celery's kombu spells
+    # it differently; a worker given redis-py's spelling refused to start ("No such transport: unix").
+    import subprocess
+    import sys
+
+    import redis
+
+    url = f"unix://{redis_on_a_socket}?db=3"
+    script = ("import django; django.setup()\n"
+              "from nous_site.celery import app; from nous_site import health\n"
+              "with app.connection_for_write() as conn:\n"
+              "    conn.ensure_connection(max_retries=1); conn.default_channel.client.set('reached', 'by celery')\n"
+              "print(health.check_broker()['status'], health.check_channel_layer()['status'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOUS_", "DATABASE_", "REDIS_"))}
+    r = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                       timeout=60, env={**env, "DJANGO_SETTINGS_MODULE": "nous_site.settings", "REDIS_URL": url,
+                                        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "ok"]  # /readyz's broker and channel-layer checks
+    assert redis.Redis(unix_socket_path=str(redis_on_a_socket), db=3).get("reached") == b"by celery"

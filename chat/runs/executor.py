@@ -30,15 +30,19 @@ log = logging.getLogger("nous.runs")
 
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
+    # Watched for a stop before the claim, so no round trip asks for an earlier one after it.
+    stop_signal().watch(run_id)
     # The providers' breakers are read while the claim runs: no round trip of their own after it.
     closed = asyncio.ensure_future(closed_breakers(PROVIDERS))
     try:
         claimed = await lifecycle.claim(run_id)
     except BaseException:
         closed.cancel()
+        stop_signal().forget(run_id)
         raise
     if claimed is None:
         closed.cancel()
+        stop_signal().forget(run_id)
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
     await RunExecution(claimed, await _settled(closed)).run()

@@ -28,6 +28,11 @@ class MemoryStopSignal:
     async def request(self, run_id: str) -> None:
         self.events.setdefault(run_id, asyncio.Event()).set()
 
+    def watch(self, run_id: str) -> None:
+        """Before the run's claim: catch its stop from now on (a stop is only signalled once the
+        claim made the run running, see `chat.runs.dispatch.stop_run`)."""
+        self.events.setdefault(run_id, asyncio.Event())
+
     async def wait(self, run_id: str) -> None:
         await self.events.setdefault(run_id, asyncio.Event()).wait()
 
@@ -53,7 +58,20 @@ class RedisStopSignal(MemoryStopSignal):
         await client.set(self._key(run_id), "1", ex=3600)
         await client.publish(STOP_CHANNEL, run_id)
 
+    def watch(self, run_id: str) -> None:
+        """Before the run's claim: with this process's listener subscribed, its stop's message is
+        caught from now on, so `wait` need not ask Redis for an earlier request: there can be none,
+        since a stop is only signalled once the claim made the run running. Otherwise (the first
+        run, or the listener reconnecting) `wait` subscribes and asks, as for any run."""
+        listening = self.listening.get(asyncio.get_running_loop())
+        if listening is not None and listening.is_set():
+            self.events.setdefault(run_id, asyncio.Event())
+
     async def wait(self, run_id: str) -> None:
+        watched = self.events.get(run_id)
+        if watched is not None:
+            await watched.wait()
+            return
         await self._subscribed()
         event = self.events.setdefault(run_id, asyncio.Event())
         # Subscribed first, then the key: a request in between is seen one way or the other.
@@ -78,6 +96,7 @@ class RedisStopSignal(MemoryStopSignal):
                     if message["type"] == "message" and message["data"] in self.events:
                         self.events[message["data"]].set()
             except Exception:
+                subscribed.clear()  # runs starting meanwhile ask Redis for their stop (`watch`)
                 log.exception("stop listener lost Redis; checkpoints still see stops")
                 await asyncio.sleep(LISTENER_RETRY_SECS)
             finally:
