@@ -127,7 +127,8 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
             return (_fmt(f["p50"], f["p99"]), target(f)) if f and f["p50"] is not None else ("-", None)
         return cell
 
-    out.append(("send->first delta p50/p99 ms, one sender", "< 10 / < 30", first("one sender", lambda f: f["p50"] < 10 and f["p99"] < 30)))
+    # Issue 16: p50 under 8 ms (the p99 bound is the bench issue's).
+    out.append(("send->first delta p50/p99 ms, one sender", "< 8 / < 30", first("one sender", lambda f: f["p50"] < 8 and f["p99"] < 30)))
     out.append(("send->first delta p50/p99 ms, 20 senders", "p99 < 100", first("20 senders", lambda f: f["p99"] < 100)))
 
     def back_to_back(r: dict[str, Any]) -> tuple[str, bool | None]:
