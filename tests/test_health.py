@@ -118,16 +118,20 @@ def test_readyz_does_not_hang_on_a_redis_that_never_answers(monkeypatch):
     assert "Timeout" in type(raised.value).__name__
 
 
+SOCKET_PASSWORD = "s3cr@t"
+
+
 @pytest.fixture
 def redis_on_a_socket(tmp_path):
-    """A Redis server of its own, listening on a Unix socket only."""
+    """A Redis server of its own, listening on a Unix socket only, with a password."""
     import shutil
     import subprocess
 
     if not shutil.which("redis-server"):
         skip_or_fail("redis-server is not installed")
     path = tmp_path / "redis.sock"
-    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no",
+                               "--requirepass", SOCKET_PASSWORD],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not path.exists() and time.monotonic() < deadline:
@@ -145,7 +149,7 @@ def test_redis_on_a_unix_socket_serves_the_broker_too(redis_on_a_socket):
 
     import redis
 
-    url = f"unix://{redis_on_a_socket}?db=3"
+    url = f"unix://{redis_on_a_socket}?db=3&password=s3cr%40t"  # redis-py's spelling of the credentials too
     script = ("import django; django.setup()\n"
               "from nous_site.celery import app; from nous_site import health\n"
               "with app.connection_for_write() as conn:\n"
@@ -157,4 +161,4 @@ def test_redis_on_a_unix_socket_serves_the_broker_too(redis_on_a_socket):
                                         "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ok", "ok"]  # /readyz's broker and channel-layer checks
-    assert redis.Redis(unix_socket_path=str(redis_on_a_socket), db=3).get("reached") == b"by celery"
+    assert redis.Redis(unix_socket_path=str(redis_on_a_socket), db=3, password=SOCKET_PASSWORD).get("reached") == b"by celery"

@@ -84,14 +84,34 @@ async def test_a_stop_right_after_the_claim_ends_the_run_at_once(alice, conversa
     assert str(sent.run.id) not in signal.events  # forgotten once ended
 
 
+async def test_a_second_execution_that_finds_the_run_taken_leaves_the_first_ones_stop_working(alice, conversation, monkeypatch):
+    # A run handed over twice (allowed: only the first claim executes) must still stop at once.
+    await Conversation.objects.filter(id=conversation.id).aupdate(model="test:tps=5,words=100")
+    await conversation.arefresh_from_db()
+    if PRODUCTION:
+        await stop_signal()._subscribed()
+    monkeypatch.setattr(executor, "heartbeat", NoCheckpoints)
+    sent = await queueing.store_chat_send(conversation, alice, "twice", f"c-{uuid.uuid4().hex}")
+    run_id = str(sent.run.id)
+    first = asyncio.create_task(executor.execute_run(run_id))
+    while (await AgentRun.objects.aget(id=run_id)).status != "running":
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(executor.execute_run(run_id), 5)  # finds it taken: nothing to do
+    assert await stop_run(run_id, "alice")
+    await asyncio.wait_for(first, 5)
+    assert (await AgentRun.objects.aget(id=run_id)).status == "stopped"
+    assert run_id not in stop_signal().events
+
+
 @pytest.mark.skipif(not PRODUCTION, reason="the Redis stop signal needs REDIS_URL")
 async def test_before_the_listener_is_subscribed_a_run_still_sees_a_stop_requested_earlier():
     signal = RedisStopSignal()  # a new process: no listener yet
     run_id = str(uuid.uuid4())
     await signal.request(run_id)  # its message reaches no one
-    signal.watch(run_id)
-    await asyncio.wait_for(signal.wait(run_id), 5)  # the key says it was stopped
-    signal.forget(run_id)
+    watch = signal.watch(run_id)
+    assert watch.ask
+    await asyncio.wait_for(signal.wait(watch), 5)  # the key says it was stopped
+    signal.forget(watch)
 
 
 @pytest.mark.skipif(not PRODUCTION, reason="the Redis stop signal needs REDIS_URL")
@@ -99,10 +119,12 @@ async def test_a_run_watched_with_the_listener_subscribed_is_woken_by_the_messag
     signal = RedisStopSignal()
     await signal._subscribed()
     run_id = str(uuid.uuid4())
-    signal.watch(run_id)
-    waiting = asyncio.create_task(signal.wait(run_id))
+    watch = signal.watch(run_id)
+    assert not watch.ask
+    waiting = asyncio.create_task(signal.wait(watch))
     await asyncio.sleep(0.05)
     assert not waiting.done()
     await RedisStopSignal().request(run_id)  # another process's run.stop
     await asyncio.wait_for(waiting, 5)
-    signal.forget(run_id)
+    signal.forget(watch)
+    assert run_id not in signal.events

@@ -20,7 +20,7 @@ from chat.runs.approvals import PauseForApproval
 from chat.runs.coalesce import DeltaCoalescer
 from chat.runs.heartbeat import LocalRun, heartbeat
 from chat.runs.publish import publish, publish_delta, publish_end, publish_run_frame
-from chat.runs.stop import stop_signal
+from chat.runs.stop import Watch, stop_signal
 from chat.runs.tools import tools_for
 from chat.runs.transcript import Transcript
 from nous_site.metrics import FIRST_TOKEN, RUN_ERRORS, RUN_SECONDS, provider_of
@@ -31,21 +31,22 @@ log = logging.getLogger("nous.runs")
 async def execute_run(run_id: str) -> None:
     """Run one queued run to its end. Safe to call twice: only the first claim executes."""
     # Watched for a stop before the claim, so no round trip asks for an earlier one after it.
-    stop_signal().watch(run_id)
-    # The providers' breakers are read while the claim runs: no round trip of their own after it.
-    closed = asyncio.ensure_future(closed_breakers(PROVIDERS))
+    watch = stop_signal().watch(run_id)
     try:
-        claimed = await lifecycle.claim(run_id)
-    except BaseException:
-        closed.cancel()
-        stop_signal().forget(run_id)
-        raise
-    if claimed is None:
-        closed.cancel()
-        stop_signal().forget(run_id)
-        log.info("run %s was not queued any more; nothing to do", run_id)
-        return
-    await RunExecution(claimed, await _settled(closed)).run()
+        # The providers' breakers are read while the claim runs: no round trip of their own after it.
+        closed = asyncio.ensure_future(closed_breakers(PROVIDERS))
+        try:
+            claimed = await lifecycle.claim(run_id)
+        except BaseException:
+            closed.cancel()
+            raise
+        if claimed is None:
+            closed.cancel()
+            log.info("run %s was not queued any more; nothing to do", run_id)
+            return
+        await RunExecution(claimed, await _settled(closed), watch).run()
+    finally:
+        stop_signal().forget(watch)
 
 
 async def _settled(closed: asyncio.Future[frozenset[str]]) -> frozenset[str]:
@@ -67,8 +68,9 @@ def load_factor() -> float:
 class RunExecution:
     """The streaming part of a run, with its stop watcher and heartbeat beside it."""
 
-    def __init__(self, claimed: lifecycle.ClaimedRun, closed_breakers: frozenset[str] = frozenset()) -> None:
+    def __init__(self, claimed: lifecycle.ClaimedRun, closed_breakers: frozenset[str], watch: Watch) -> None:
         self.claimed = claimed
+        self.watch = watch  # for its stop, made before the claim (`execute_run`)
         self.closed_breakers = closed_breakers  # read as the run was claimed
         self.run_id = claimed.run_id
         self.conversation_id = claimed.conversation_id
@@ -124,7 +126,7 @@ class RunExecution:
         try:
             await self._finish(*self.outcome)
         finally:
-            stop_signal().forget(self.run_id)
+            stop_signal().forget(self.watch)
 
     async def _stream(self) -> None:
         try:
@@ -225,7 +227,7 @@ class RunExecution:
     async def _wait_for_stop(self) -> None:
         """Return when a stop is signalled. If the signal fails, the checkpoint's flag still works."""
         try:
-            await stop_signal().wait(self.run_id)
+            await stop_signal().wait(self.watch)
         except Exception:
             log.exception("stop signal of run %s failed; relying on the checkpoint", self.run_id)
             await asyncio.Event().wait()
