@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-CREDENTIALS = ("username", "password")
-
 
 def broker_url(redis_url: str) -> str:
     """Celery's broker URL for a redis-py URL. Of a socket URL's query only the database and the
@@ -19,7 +17,8 @@ def broker_url(redis_url: str) -> str:
     if parts.scheme != "unix":
         return redis_url
     query = dict(parse_qsl(parts.query))
-    user, password = query.get("username", unquote(parts.username or "")), query.get("password", unquote(parts.password or ""))
+    user = query.get("username", unquote(parts.username or ""))
+    password = query.get("password", unquote(parts.password or ""))
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user or password else ""
     kept = urlencode({"virtual_host": query["db"]}) if "db" in query else ""
     # Not urlunsplit: it drops the empty host's "//" (redis+socket:/run/redis.sock), which kombu misreads.
