@@ -123,10 +123,7 @@ class RunExecution:
         if self.outcome is None:
             # Stopped by `run.stop` (signal or flag seen at a checkpoint), or ended by someone else.
             self.outcome = ("stopped", None)
-        try:
-            await self._finish(*self.outcome)
-        finally:
-            stop_signal().forget(self.watch)
+        await self._finish(*self.outcome)
 
     async def _stream(self) -> None:
         try:

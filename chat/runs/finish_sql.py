@@ -23,11 +23,10 @@ from django.utils import timezone
 from chat import branches, pg
 from chat.db import db_call
 from chat.models import AgentRun, Conversation, Message
-from chat.runs.lifecycle import finish_run
+from chat.runs.lifecycle import ANSWER_STATUS, finish_run
 
 _ACTIVE = ", ".join(f"'{status}'" for status in AgentRun.ACTIVE)
 _NODE_ROLES = ", ".join(f"'{role}'" for role in branches.NODE_ROLES)
-_MESSAGE_STATUS = {AgentRun.Status.COMPLETED: Message.Status.COMPLETE, AgentRun.Status.STOPPED: Message.Status.STOPPED}
 
 
 def _ms(end: str, start: str) -> str:
@@ -78,9 +77,9 @@ async def finish(run_id: str, status: str, content: str, seq: int, usage: dict[s
                  error: dict[str, Any] | None = None, first_token_at: Any = None, retries: int = 0,
                  fallback_model: str | None = None, trimmed_messages: int = 0) -> dict[str, Any] | None:
     """`finish_run` from a worker's loop, as one statement where it can be (see the module)."""
-    if status in _MESSAGE_STATUS and error is None and pg.available():
+    if status in ANSWER_STATUS and error is None and pg.available():
         params = {"id": run_id, "status": status, "now": timezone.now(), "seq": seq, "content": content,
-                  "message_status": _MESSAGE_STATUS[status], "usage": None if usage is None else json.dumps(usage),
+                  "message_status": ANSWER_STATUS[status], "usage": None if usage is None else json.dumps(usage),
                   "retries": retries, "first_token_at": first_token_at, "fallback_model": fallback_model,
                   "trimmed_messages": trimmed_messages, "has_usage": bool(usage),
                   "input_tokens": (usage or {}).get("input_tokens", 0), "output_tokens": (usage or {}).get("output_tokens", 0)}
@@ -96,7 +95,7 @@ async def finish(run_id: str, status: str, content: str, seq: int, usage: dict[s
 def _frame(status: str, content: str, seq: int, usage: dict[str, int] | None, row: tuple[Any, ...]) -> dict[str, Any]:
     """The terminal frame `finish_run` would return, from the statement's row."""
     answer_id, client_id, parent_id, answer_run_id, created_at, provenance, conversation_id, kind, siblings = row
-    answer = Message(id=answer_id, role=Message.Role.ASSISTANT, content=content, client_id=client_id, status=_MESSAGE_STATUS[status],
+    answer = Message(id=answer_id, role=Message.Role.ASSISTANT, content=content, client_id=client_id, status=ANSWER_STATUS[status],
                      usage=usage, run_id=answer_run_id, provenance=pg.loaded_json(provenance), parent_id=parent_id, created_at=created_at)
     message = answer.to_dict()
     if kind == Conversation.Kind.CHAT:

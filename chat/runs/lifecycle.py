@@ -335,12 +335,13 @@ def provenance_of(run: AgentRun, ended_at: Any, fallback_model: str | None = Non
     }
 
 
+# An ended run's answer: its status for the run's (any other end: failed).
+ANSWER_STATUS = {AgentRun.Status.COMPLETED: Message.Status.COMPLETE, AgentRun.Status.STOPPED: Message.Status.STOPPED}
+
+
 def _final_assistant_message(run: AgentRun, status: str, content: str, usage: dict[str, int] | None,
                              provenance: dict[str, Any]) -> Message:
-    message_status = {
-        AgentRun.Status.COMPLETED: Message.Status.COMPLETE,
-        AgentRun.Status.STOPPED: Message.Status.STOPPED,
-    }.get(status, Message.Status.FAILED)
+    message_status = ANSWER_STATUS.get(status, Message.Status.FAILED)
     if run.message_id is None:  # ended before a worker claimed it
         message = Message.objects.create(conversation_id=run.conversation_id, role=Message.Role.ASSISTANT, run=run)
         AgentRun.objects.filter(id=run.id).update(message=message)
