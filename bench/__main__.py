@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import hostspeed, report
 from bench.stack import VAR, StackConfig
 
 SCENARIOS = ("first", "latency", "knee", "idle", "faults", "rooms")
@@ -126,11 +126,13 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     from bench.stack import Stack, raise_nofile
 
     raise_nofile()
+    host_before = hostspeed.reading()  # before anything of ours runs
     cfg = StackConfig(**plan["stack"])
     opts = argparse.Namespace(**plan["opts"])
     stack = Stack(cfg)
     os.environ.update(stack.env)
     started = time.time()
+    print(f"[{cfg.name}] host before: {host_before}", flush=True)
     print(f"[{cfg.name}] preparing the database and starting {cfg.asgi_count} {cfg.server} process(es)"
           + (f", {cfg.workers} Celery worker(s) x {cfg.concurrency} runs" if cfg.mode == "production" else ""), flush=True)
     stack.prepare()
@@ -170,6 +172,8 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
         if pool is not None:
             pool.close()
         stack.stop()
+    result["host"] = {"before": host_before, "after": hostspeed.reading()}
+    print(f"[{cfg.name}] host after: {result['host']['after']}", flush=True)
     result["secs"] = round(time.time() - started, 1)
     return result
 

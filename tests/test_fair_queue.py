@@ -12,7 +12,7 @@ from chat.models import AgentRun, Conversation, Message
 from chat.runs.slots import slots
 from chat.runs.watchdog import end_stale_runs, sweep_slots
 from tests.chat_helpers import run_of, send_frame
-from tests.conftest import PRODUCTION
+from tests.conftest import PRODUCTION, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs")]
 
@@ -136,12 +136,24 @@ async def test_a_waiting_runs_message_reaches_every_tab_and_it_is_handed_over_on
 
 
 async def test_concurrent_sends_of_several_users_are_all_answered(alice, bob, charlie, sockets, one_slot):
+    # The slot is held while the six sends arrive at once, so all of them wait: with a free slot the
+    # first quick answer could end before the others were stored, and the order would be arrival's.
+    dave = await sync_to_async(make_user)("dave")
+    blocker = await sockets.open(dave, await chat_of(dave, SLOW))
+    await queued_run(blocker, "hold the slot")
+    await blocker.recv_until("run.delta")
     users = [alice, alice, bob, bob, charlie, charlie]
     socks = [await sockets.open(user, await chat_of(user)) for user in users]
     await asyncio.gather(*(socket.send(send_frame(f"at once {i}")) for i, socket in enumerate(socks)))
     for socket in socks:
+        await socket.recv_until("run.queued")
+    holders, waiting = await slots().snapshot()
+    assert len(holders) == 1 and len(waiting) == 6
+    await blocker.send({"type": "run.stop"})
+    await blocker.recv_until("run.stopped")
+    for socket in socks:
         await socket.recv_until("run.completed", timeout=40)
-    runs = [r async for r in AgentRun.objects.order_by("started_at").select_related("conversation")]
+    runs = [r async for r in AgentRun.objects.exclude(conversation__owner=dave).order_by("started_at").select_related("conversation")]
     assert [r.status for r in runs] == ["completed"] * 6
     # The first three to start are one of each user's: round robin, whatever the arrival order.
     assert len({r.conversation.owner_id for r in runs[:3]}) == 3
