@@ -10,6 +10,9 @@ involve no code of ours:
 - `wakeup_us`: one process waking another over a socket pair and being woken back, the median of
   many round trips, halved: what each of the dozen messages between the stack's processes pays
   per run (py-spy found the workers' time mostly in such writes).
+- `idle_wakeup_us`: the same after 50 ms with nothing to do, as each process of a lone chat's
+  send finds itself: on this kind of VM an idle virtual CPU halts, and waking it costs several
+  times more (docs/scaling.md, sixth session).
 
 Both are taken with the stack stopped; lower is faster.
 """
@@ -44,8 +47,9 @@ def python_ms(repeats: int = 7) -> float:
     return round(best * 1000, 2)
 
 
-def wakeup_us(round_trips: int = 3000) -> float:
-    """Microseconds for one process to wake another over a socket pair (half a round trip's median)."""
+def wakeup_us(round_trips: int = 3000, pause: float = 0.0) -> float:
+    """Microseconds for one process to wake another over a socket pair (half a round trip's median),
+    each round trip after `pause` seconds of idleness."""
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # the echoing child: no Python cleanup of the parent's state
@@ -59,6 +63,8 @@ def wakeup_us(round_trips: int = 3000) -> float:
     samples = []
     try:
         for _ in range(round_trips):
+            if pause:
+                time.sleep(pause)
             started = time.perf_counter()
             ours.sendall(b"x")
             ours.recv(64)
@@ -71,4 +77,4 @@ def wakeup_us(round_trips: int = 3000) -> float:
 
 def reading() -> dict[str, Any]:
     """Both readings, with the 1-minute load average (other work on the machine shows there)."""
-    return {"python_ms": python_ms(), "wakeup_us": wakeup_us(), "load1": round(os.getloadavg()[0], 2), "at": time.strftime("%H:%M:%S")}
+    return {"python_ms": python_ms(), "wakeup_us": wakeup_us(), "idle_wakeup_us": wakeup_us(60, pause=0.05), "load1": round(os.getloadavg()[0], 2), "at": time.strftime("%H:%M:%S")}

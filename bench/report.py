@@ -157,7 +157,7 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
 
     out.append(("faults: drops / worker kill / ASGI restart", "", faults))
     out += room_rows(results)
-    out.append(("host: pure-Python ms / process wake-up us, before -> after", "", host))
+    out.append(("host: pure-Python ms / wake-up us / after idle, before -> after", "", host))
     out.append(("lost, duplicated or mismatched (all checks)", "0", lambda r: (str(len(r.get("failures", []))), not r.get("failures"))))
     return out
 
@@ -167,7 +167,7 @@ def host(r: dict[str, Any]) -> tuple[str, bool | None]:
     h = r.get("host")
     if not h:
         return "-", None
-    return " -> ".join(f"{h[k]['python_ms']}/{h[k]['wakeup_us']}" for k in ("before", "after")), None
+    return " -> ".join(_fmt(h[k]["python_ms"], h[k]["wakeup_us"], h[k].get("idle_wakeup_us")) for k in ("before", "after")), None
 
 
 def room_rows(results: list[dict[str, Any]]) -> list[Row]:
